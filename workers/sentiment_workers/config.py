@@ -1,0 +1,82 @@
+"""The configuration contract shared by the workers and the operator.
+
+Workers read it from environment variables (prefix ``SENTIMENT_``); the operator renders the same
+variables into a ConfigMap (plain values) and ``secretKeyRef`` entries (credentials). Keep this module
+free of I/O libraries: the operator image imports it without aiokafka, motor, aiomysql or torch.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SENTIMENT_"
+
+
+class ModelBackend(StrEnum):
+    """How the model runs: fp32 torch, torch dynamic int8, or ONNX Runtime dynamic int8."""
+
+    TORCH = "torch"
+    TORCH_INT8 = "torch-int8"
+    ONNX_INT8 = "onnx-int8"
+
+
+DEFAULT_MODEL = "default"
+"""Sentinel model name: the offline model shipped with the project (see models/)."""
+
+
+class WorkerConfig(BaseSettings):
+    """Everything a consumer or inference worker needs, read from ``SENTIMENT_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=None, extra="ignore")
+
+    # Source: Kafka
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
+    kafka_topic: str = Field("messages", description="Topic carrying the raw text messages.")
+    kafka_group_id: str = Field("sentiment-consumer", description="Consumer group of the consumer workers.")
+    kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    kafka_sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+
+    # Staging: MongoDB
+    mongo_uri: SecretStr = Field(SecretStr("mongodb://127.0.0.1:27017/?directConnection=true"))
+    mongo_database: str = "sentiment"
+    mongo_collection: str = Field("raw_messages", description="Staging collection of raw messages.")
+    mongo_dead_letter_collection: str = Field("dead_letters", description="Rejected messages with reasons.")
+
+    # Sink: MySQL
+    mysql_host: str = "127.0.0.1"
+    mysql_port: int = 3306
+    mysql_user: str = "sentiment"
+    mysql_password: SecretStr = SecretStr("")
+    mysql_database: str = "sentiment"
+    mysql_table: str = Field("dw_messages", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+    # Model
+    model_name: str = Field(DEFAULT_MODEL, description="'default', a Hugging Face model name, or a path.")
+    model_backend: ModelBackend = ModelBackend.TORCH
+    model_batch_size: int = Field(32, ge=1, le=1024)
+    model_max_length: int = Field(128, ge=8, le=4096)
+
+    # Worker behaviour
+    consumer_batch_size: int = Field(500, ge=1)
+    consumer_max_in_flight: int = Field(2, ge=1, description="Bounded queue of batches awaiting storage.")
+    max_message_bytes: int = Field(64 * 1024, ge=1)
+    lease_seconds: float = Field(120.0, gt=0, description="How long an inference claim is held.")
+    poll_interval_seconds: float = Field(0.5, gt=0)
+    worker_id: str | None = Field(None, description="Defaults to hostname-pid.")
+
+    # Observability
+    metrics_port: int = Field(9000, ge=0, le=65535, description="0 disables the /metrics endpoint.")
+    log_level: str = "INFO"
+    log_format: str = Field("json", pattern="^(json|console)$")
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field`` (``kafka_topic`` -> ``SENTIMENT_KAFKA_TOPIC``)."""
+    if field not in WorkerConfig.model_fields:
+        raise KeyError(f"unknown worker setting {field!r}")
+    return ENV_PREFIX + field.upper()
