@@ -12,7 +12,7 @@ fi
 "$VENV/bin/pip" install --quiet --upgrade pip wheel
 # torch first, pinned to the CPU build, so nothing pulls CUDA wheels.
 "$VENV/bin/pip" install --quiet "torch==2.13.0"
-"$VENV/bin/pip" install --quiet -e ".[operator,workers,model,train,dev]"
+"$VENV/bin/pip" install --quiet -e ".[operator,workers,model,train,services,dev]"
 rm -f "$VENV"/.installed-*
 touch "$stamp"
 echo "bootstrap: $VENV ready"
