@@ -1,0 +1,53 @@
+"""Process plumbing for a worker: logging, the /metrics endpoint, and a stop event set by SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import start_http_server
+
+from sentiment_workers.config import WorkerConfig
+from sentiment_workers.logging import configure_logging, get_logger
+from sentiment_workers.metrics import PipelineMetrics
+
+log = get_logger("runner")
+
+
+def install_stop_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``: the worker finishes its batch, commits and exits."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _request_stop, stop, sig)
+
+
+def _request_stop(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if stop.is_set():
+        return
+    log.info("stop requested", signal=sig.name)
+    stop.set()
+
+
+def serve_metrics(port: int, metrics: PipelineMetrics) -> None:
+    """Expose ``/metrics`` on ``port`` (all interfaces, for the Pod's scrape); 0 disables it."""
+    if port == 0:
+        return
+    start_http_server(port, registry=metrics.registry)
+    log.info("metrics endpoint listening", port=port, path="/metrics")
+
+
+def run_worker(
+    config: WorkerConfig, main: Callable[[asyncio.Event, PipelineMetrics], Awaitable[None]]
+) -> None:
+    """Run ``main(stop, metrics)`` until it returns; SIGTERM/SIGINT ask it to stop gracefully."""
+    configure_logging(config.log_level, config.log_format)
+    metrics = PipelineMetrics()
+    serve_metrics(config.metrics_port, metrics)
+
+    async def _run() -> None:
+        stop = asyncio.Event()
+        install_stop_handlers(stop)
+        await main(stop, metrics)
+
+    asyncio.run(_run())
