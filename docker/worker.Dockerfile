@@ -1,0 +1,66 @@
+# syntax=docker/dockerfile:1.7
+# Worker image: `sentiment-pipeline consume` / `sentiment-pipeline infer`, with the default model baked in.
+#
+#   docker build -f docker/worker.Dockerfile -t ghcr.io/sentiment-pipeline/worker:0.1.0 .
+#   docker build -f docker/worker.Dockerfile --build-arg TORCH_VARIANT=cu128 \
+#     -t ghcr.io/sentiment-pipeline/worker:0.1.0-cu128 .
+#
+# TORCH_VARIANT picks the PyTorch wheel index: `cpu` (default, ~1 GB smaller) or a CUDA build such as `cu128`.
+# CUDA wheels carry their own CUDA runtime (nvidia-* wheels); the node only needs the NVIDIA driver and the
+# NVIDIA container toolkit / device plugin. See docs/images.md.
+
+# Base: exact patch + Debian release tag (Dependabot bumps it; docs/images.md explains digest pinning).
+FROM python:3.11.13-slim-bookworm AS build
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_VARIANT=cpu
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+# torch first, from the variant's index, so the project's pin resolves to it and never pulls another build.
+RUN pip install --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" "torch==${TORCH_VERSION}"
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY workers/ workers/
+COPY operator/ operator/
+# The project itself is a local path; its dependencies are pinned in pyproject.toml, not here.
+# hadolint ignore=DL3013
+RUN pip install ".[workers,model]" \
+    && python -m compileall -q /opt/venv/lib \
+    && pip uninstall --yes pip setuptools wheel
+
+FROM python:3.11.13-slim-bookworm AS runtime
+ARG VERSION=0.1.0
+ARG TORCH_VARIANT=cpu
+LABEL org.opencontainers.image.title="sentiment-pipeline worker" \
+      org.opencontainers.image.description="Kafka consumer and transformer inference workers (torch ${TORCH_VARIANT})" \
+      org.opencontainers.image.source="https://github.com/sentiment-pipeline/sentiment-pipeline" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}"
+# Non-root, fixed numeric ids (runAsNonRoot can check them); no login shell, no home to write to.
+RUN groupadd --system --gid 10001 sentiment \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin sentiment
+COPY --from=build /opt/venv /opt/venv
+COPY --chown=root:root models/sentiment-minilm/ /opt/sentiment/models/sentiment-minilm/
+# Read-only root FS: everything that writes goes to /tmp (an emptyDir in the pod). Offline by default.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    XDG_CACHE_HOME=/tmp/.cache \
+    HF_HOME=/tmp/.cache/huggingface \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    MPLCONFIGDIR=/tmp/.cache/matplotlib \
+    SENTIMENT_MODEL_DIR=/opt/sentiment/models/sentiment-minilm \
+    SENTIMENT_METRICS_PORT=9000 \
+    SENTIMENT_LOG_FORMAT=json
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 9000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9000/metrics', timeout=4)"]
+ENTRYPOINT ["sentiment-pipeline"]
+CMD ["infer"]
