@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import start_http_server
+from pydantic import ValidationError
 
 from sentiment_workers.config import WorkerConfig
 from sentiment_workers.logging import configure_logging, get_logger
 from sentiment_workers.metrics import PipelineMetrics
 
 log = get_logger("runner")
+
+
+def load_config(**overrides: Any) -> WorkerConfig:
+    """``WorkerConfig`` from ``SENTIMENT_*`` variables (plus non-None overrides).
+
+    A bad value exits with status 2 and one line per problem, naming the variable.
+    """
+    try:
+        return WorkerConfig(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = [f"  SENTIMENT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        print("invalid configuration:\n" + "\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def install_stop_handlers(stop: asyncio.Event) -> None:

@@ -1,7 +1,46 @@
-"""`sentiment-pipeline infer` (placeholder until its owner lands it)."""
+"""`sentiment-pipeline infer`: MongoDB staging -> model -> MySQL (the inference worker)."""
+
+from __future__ import annotations
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's command(s) to the CLI."""
+    app.command("infer")(infer)
+
+
+def infer(
+    exit_when_idle: float = typer.Option(
+        None, "--exit-when-idle", help="Exit once nothing was left to classify for this many seconds."
+    ),
+    claim_size: int = typer.Option(
+        None,
+        "--claim-size",
+        min=1,
+        help="Messages leased per claim (default: 2 x SENTIMENT_MODEL_BATCH_SIZE).",
+    ),
+) -> None:
+    """Classify staged messages and upsert them into the warehouse table. Config: SENTIMENT_*."""
+    import asyncio
+
+    from sentiment_workers.inference import run_inference
+    from sentiment_workers.metrics import PipelineMetrics
+    from sentiment_workers.model import load_classifier
+    from sentiment_workers.runner import load_config, run_worker
+
+    config = load_config()
+
+    async def main(stop: asyncio.Event, metrics: PipelineMetrics) -> None:
+        classifier = await asyncio.to_thread(
+            load_classifier,
+            config.model_name,
+            config.model_backend,
+            batch_size=config.model_batch_size,
+            max_length=config.model_max_length,
+        )
+        await run_inference(
+            config, stop, metrics, classifier, claim_size=claim_size, exit_when_idle=exit_when_idle
+        )
+
+    run_worker(config, main)
