@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential, wait_random
 
 from sentiment_workers.logging import get_logger
 from sentiment_workers.metrics import PipelineMetrics
@@ -44,7 +44,7 @@ async def with_retries(
 
     retrying = AsyncRetrying(
         retry=retry_if_exception(is_transient),
-        wait=wait_exponential_jitter(initial=0.1, max=max_wait, jitter=0.1),
+        wait=wait_exponential(multiplier=0.1, max=max_wait) + wait_random(0, 0.1),
         before_sleep=_before_sleep,
         reraise=True,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -177,7 +178,9 @@ class Warehouse:
 
     async def ensure_schema(self) -> None:
         """Create the fact table if missing (idempotent; run at worker start)."""
-        await self._execute(create_table_sql(self.table))
+        with warnings.catch_warnings():  # "table already exists" is a note, not a problem
+            warnings.simplefilter("ignore", pymysql.Warning)
+            await self._execute(create_table_sql(self.table))
 
     async def upsert(self, rows: Sequence[WarehouseRow]) -> None:
         """Write a batch in ONE transaction (executemany, ``ON DUPLICATE KEY UPDATE``)."""

@@ -1,0 +1,89 @@
+"""Helpers for the data-plane tests: produce to a real topic, wait for conditions, inspect the stores."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from sentiment_workers.adapters.kafka import connection_options, create_producer
+from sentiment_workers.adapters.mongo import StagingStore
+from sentiment_workers.adapters.mysql import Warehouse
+from sentiment_workers.config import WorkerConfig
+from sentiment_workers.traffic import send_messages
+
+
+async def create_topic(config: WorkerConfig, partitions: int = 3) -> None:
+    admin = AIOKafkaAdminClient(**connection_options(config))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(config.kafka_topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def produce(config: WorkerConfig, messages: Iterable[dict[str, Any] | bytes], rate: float = 0) -> int:
+    producer = create_producer(config)
+    await producer.start()
+    try:
+        return await send_messages(producer, config.kafka_topic, list(messages), rate=rate, concurrency=32)
+    finally:
+        await producer.stop()
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], timeout: float = 60, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def warehouse_ids(warehouse: Warehouse) -> list[str]:
+    rows = await warehouse._execute(f"SELECT id FROM `{warehouse.table}`")
+    return [r[0] for r in rows]
+
+
+async def staging_states(store: StagingStore) -> dict[str, int]:
+    return await store.count_by_status()
+
+
+async def leased_count(store: StagingStore) -> int:
+    return await store.messages.count_documents({"lease_token": {"$exists": True}})
+
+
+def messages(n: int, prefix: str = "m") -> list[dict[str, Any]]:
+    return [
+        {"id": f"{prefix}-{i}", "user_id": f"u{i % 7}", "comment": f"this is good message number {i}"}
+        for i in range(n)
+    ]
+
+
+class Running:
+    """Run a worker coroutine as a task with its own stop event; ``await stop()`` ends it gracefully."""
+
+    def __init__(self, factory: Callable[[asyncio.Event], Awaitable[Any]]) -> None:
+        self.event = asyncio.Event()
+        self.task = asyncio.create_task(factory(self.event))
+
+    async def stop(self, timeout: float = 30) -> Any:
+        self.event.set()
+        return await asyncio.wait_for(self.task, timeout)
+
+    async def __aenter__(self) -> Running:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if not self.task.done():
+            await self.stop()
+        elif self.task.exception() is not None:
+            raise self.task.exception()  # type: ignore[misc]
+
+
+def sample_value(metrics: Any, name: str, labels: dict[str, str] | None = None) -> float:
+    value = metrics.registry.get_sample_value(name, labels or {})
+    return float(value or 0.0)
