@@ -1,0 +1,355 @@
+"""Pure functions: a validated spec -> the manifests of a pipeline's children.
+
+Nothing here talks to the API server. Every child carries the pipeline's labels and a controller owner
+reference to the CR, so deleting the CR lets the garbage collector remove them. Worker settings are rendered
+under the names of :mod:`sentiment_workers.config` (``env_name``): plain values go to the ConfigMap,
+credentials to ``secretKeyRef`` entries. Each Deployment's pod template carries a hash of the settings that
+component reads, so a change (e.g. the model) rolls exactly the Deployments it concerns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sentiment_workers.config import env_name
+
+from . import FIELD_MANAGER, GROUP, KIND, VERSION
+from .spec import PipelineSpec, State, Workload
+
+Manifest = dict[str, Any]
+
+CONSUMER = "consumer"
+INFERENCE = "inference"
+WORKER_COMPONENTS = (CONSUMER, INFERENCE)
+WORKER_COMMANDS = {CONSUMER: ["sentiment-pipeline", "consume"], INFERENCE: ["sentiment-pipeline", "infer"]}
+
+LABEL_PIPELINE = f"{GROUP}/pipeline"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
+WORKER_APP = "sentiment-pipeline-worker"
+RUN_AS_USER = 10001
+CACHE_DIR = "/cache"
+
+# Which worker settings each component reads (prefixes of WorkerConfig field names).
+_COMPONENT_SETTINGS = {
+    CONSUMER: ("kafka_", "mongo_", "consumer_", "max_message_bytes", "metrics_", "log_"),
+    INFERENCE: ("mongo_", "mysql_", "model_", "lease_", "poll_", "metrics_", "log_"),
+}
+# Which credentials each component gets (least privilege: the consumer never sees MySQL's password).
+_COMPONENT_SECRETS = {
+    CONSUMER: ("kafka_sasl_username", "kafka_sasl_password", "mongo_uri"),
+    INFERENCE: ("mongo_uri", "mysql_user", "mysql_password"),
+}
+_DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
+    CONSUMER: {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+    INFERENCE: {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The identity of the SentimentPipeline that owns the children."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Owner:
+        meta = body["metadata"]
+        return cls(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def config_map_name(pipeline: str) -> str:
+    return f"{pipeline}-config"
+
+
+def deployment_name(pipeline: str, component: str) -> str:
+    return f"{pipeline}-{component}"
+
+
+def metrics_service_name(pipeline: str) -> str:
+    return f"{pipeline}-metrics"
+
+
+def service_monitor_name(pipeline: str) -> str:
+    return pipeline
+
+
+def labels(owner: Owner, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": WORKER_APP,
+        "app.kubernetes.io/instance": owner.name,
+        "app.kubernetes.io/part-of": "sentiment-pipeline",
+        LABEL_COMPONENT: component,
+        LABEL_MANAGED_BY: FIELD_MANAGER,
+        LABEL_PIPELINE: owner.name,
+    }
+
+
+def selector(owner: Owner, component: str) -> dict[str, str]:
+    """Immutable Deployment selector: keep it to the two labels that identify a worker set."""
+    return {LABEL_PIPELINE: owner.name, LABEL_COMPONENT: component}
+
+
+def _metadata(owner: Owner, name: str, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner, component),
+        "ownerReferences": [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+
+
+def worker_settings(spec: PipelineSpec) -> dict[str, str]:
+    """The plain (non-secret) worker settings, keyed by ``SENTIMENT_*`` variable name."""
+    src, stg, snk, mdl = spec.source, spec.staging, spec.sink, spec.model
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": src.bootstrap_servers,
+        "kafka_topic": src.topic,
+        "kafka_group_id": src.consumer_group,
+        "kafka_security_protocol": src.security_protocol.value,
+        "mongo_database": stg.database,
+        "mongo_collection": stg.collection,
+        "mongo_dead_letter_collection": stg.dead_letter_collection,
+        "mysql_host": snk.host,
+        "mysql_port": snk.port,
+        "mysql_database": snk.database,
+        "mysql_table": snk.table,
+        "model_name": mdl.name,
+        "model_backend": mdl.backend.value,
+        "model_batch_size": mdl.batch_size,
+        "model_max_length": mdl.max_length,
+        "metrics_port": spec.metrics.port,
+        "log_level": spec.log_level,
+        "log_format": "json",
+    }
+    if src.auth_secret_ref is not None:
+        values["kafka_sasl_mechanism"] = src.sasl_mechanism.value
+    return {env_name(field): str(value) for field, value in sorted(values.items())}
+
+
+def secret_env(spec: PipelineSpec) -> dict[str, tuple[str, str]]:
+    """Credential settings: ``SENTIMENT_*`` name -> (Secret name, key)."""
+    refs: dict[str, tuple[str, str]] = {}
+    auth = spec.source.auth_secret_ref
+    if auth is not None:
+        refs["kafka_sasl_username"] = (auth.name, "username")
+        refs["kafka_sasl_password"] = (auth.name, "password")
+    refs["mongo_uri"] = (spec.staging.mongo_secret_ref.name, "uri")
+    refs["mysql_user"] = (spec.sink.secret_ref.name, "username")
+    refs["mysql_password"] = (spec.sink.secret_ref.name, "password")
+    return {env_name(field): ref for field, ref in refs.items()}
+
+
+def _component_reads(component: str, variable: str) -> bool:
+    field = variable.removeprefix("SENTIMENT_").lower()
+    return field.startswith(_COMPONENT_SETTINGS[component])
+
+
+def config_hash(spec: PipelineSpec, component: str) -> str:
+    """A digest of every setting ``component`` reads: it changes exactly when those pods must restart."""
+    relevant = {k: v for k, v in worker_settings(spec).items() if _component_reads(component, k)}
+    wanted = {env_name(f) for f in _COMPONENT_SECRETS[component]}
+    relevant.update({k: "/".join(v) for k, v in secret_env(spec).items() if k in wanted})
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_config_map(spec: PipelineSpec, owner: Owner) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(owner, config_map_name(owner.name), "config"),
+        "data": worker_settings(spec),
+    }
+
+
+def desired_replicas(spec: PipelineSpec, component: str, autoscaled: int | None = None) -> int:
+    """Replicas of a worker Deployment: 0 when paused, the autoscaler's choice when it is on."""
+    if spec.state is State.PAUSED:
+        return 0
+    if component == INFERENCE and spec.autoscaling.enabled:
+        low, high = spec.autoscaling.min_replicas, spec.autoscaling.max_replicas
+        return max(low, min(high, autoscaled if autoscaled is not None else low))
+    workload: Workload = getattr(spec, component)
+    return workload.replicas
+
+
+def _container(spec: PipelineSpec, owner: Owner, component: str, image: str) -> dict[str, Any]:
+    workload: Workload = getattr(spec, component)
+    env: list[dict[str, Any]] = [
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
+        {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
+        {
+            "name": env_name("worker_id"),
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+        },
+    ]
+    wanted = {env_name(f) for f in _COMPONENT_SECRETS[component]}
+    for variable, (secret, key) in sorted(secret_env(spec).items()):
+        if variable in wanted:
+            env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    resources = (
+        workload.resources.model_dump(exclude_none=True)
+        if workload.resources is not None
+        else _DEFAULT_RESOURCES[component]
+    )
+    probe = {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 20, "timeoutSeconds": 5}
+    return {
+        "name": component,
+        "image": image,
+        "imagePullPolicy": workload.image_pull_policy,
+        "command": WORKER_COMMANDS[component],
+        "envFrom": [{"configMapRef": {"name": config_map_name(owner.name)}}],
+        "env": env,
+        "ports": [{"name": "metrics", "containerPort": spec.metrics.port, "protocol": "TCP"}],
+        "resources": resources,
+        # Model loading can take a while: the startup probe gives it 5 minutes before liveness applies.
+        "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
+        "livenessProbe": {**probe, "failureThreshold": 3},
+        "readinessProbe": {**probe, "periodSeconds": 10},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, the root FS is read-only
+            {"name": "cache", "mountPath": CACHE_DIR},
+        ],
+    }
+
+
+def build_deployment(
+    spec: PipelineSpec,
+    owner: Owner,
+    component: str,
+    *,
+    default_image: str,
+    autoscaled: int | None = None,
+) -> Manifest:
+    """The consumer or inference Deployment."""
+    if component not in WORKER_COMPONENTS:
+        raise ValueError(f"unknown worker component {component!r}")
+    workload: Workload = getattr(spec, component)
+    container = _container(spec, owner, component, workload.image or default_image)
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 60,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            {"name": "cache", "emptyDir": {"sizeLimit": "4Gi"}},
+        ],
+    }
+    if workload.node_selector:
+        pod_spec["nodeSelector"] = dict(workload.node_selector)
+    if workload.tolerations:
+        pod_spec["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in workload.tolerations
+        ]
+    if workload.affinity:
+        pod_spec["affinity"] = workload.affinity
+    pod_labels = labels(owner, component)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(owner, deployment_name(owner.name, component), component),
+        "spec": {
+            "replicas": desired_replicas(spec, component, autoscaled),
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector(owner, component)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {
+                        ANNOTATION_CONFIG_HASH: config_hash(spec, component),
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(spec.metrics.port),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def build_metrics_service(spec: PipelineSpec, owner: Owner) -> Manifest:
+    """Headless Service over every worker pod of the pipeline: Prometheus and the autoscaler scrape it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, metrics_service_name(owner.name), "metrics"),
+        "spec": {
+            "clusterIP": "None",
+            "selector": {LABEL_PIPELINE: owner.name, "app.kubernetes.io/name": WORKER_APP},
+            "ports": [
+                {"name": "metrics", "port": spec.metrics.port, "targetPort": "metrics", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def build_service_monitor(spec: PipelineSpec, owner: Owner) -> Manifest:
+    """prometheus-operator ServiceMonitor for the metrics Service (only applied when that CRD exists)."""
+    manifest_labels = {**labels(owner, "metrics"), **spec.metrics.service_monitor.labels}
+    metadata = _metadata(owner, service_monitor_name(owner.name), "metrics")
+    metadata["labels"] = manifest_labels
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": metadata,
+        "spec": {
+            "selector": {"matchLabels": {LABEL_PIPELINE: owner.name, LABEL_COMPONENT: "metrics"}},
+            "namespaceSelector": {"matchNames": [owner.namespace]},
+            "endpoints": [
+                {"port": "metrics", "path": "/metrics", "interval": spec.metrics.service_monitor.interval}
+            ],
+        },
+    }
+
+
+def build_children(
+    spec: PipelineSpec,
+    owner: Owner,
+    *,
+    default_image: str,
+    autoscaled: int | None = None,
+    service_monitor: bool = False,
+) -> list[Manifest]:
+    """Every child, in apply order (the ConfigMap before the Deployments that read it)."""
+    children = [
+        build_config_map(spec, owner),
+        build_deployment(spec, owner, CONSUMER, default_image=default_image),
+        build_deployment(spec, owner, INFERENCE, default_image=default_image, autoscaled=autoscaled),
+        build_metrics_service(spec, owner),
+    ]
+    if service_monitor and spec.metrics.service_monitor.enabled:
+        children.append(build_service_monitor(spec, owner))
+    return children

@@ -1,0 +1,185 @@
+"""Thin kopf handlers: every trigger funnels into :func:`sentiment_operator.reconcile.reconcile`.
+
+- create / update / resume of a SentimentPipeline -> reconcile now;
+- a timer (``SENTIMENT_OPERATOR_RESYNC_SECONDS``) -> drift repair, status refresh and autoscaling;
+- events of the children (Deployments, ConfigMaps, Services labelled as ours) -> reconcile the owner, so a
+  deleted or edited child is restored and the status follows the Deployments' status within a second.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from . import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION, kube, metrics
+from .builders import LABEL_MANAGED_BY
+from .reconcile import Operator, reconcile
+from .settings import OperatorSettings
+
+RESOURCE = (GROUP, VERSION, PLURAL)
+CHILD_LABELS = {LABEL_MANAGED_BY: FIELD_MANAGER}
+_TIMING = OperatorSettings()  # decorator arguments are fixed at import
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    config = OperatorSettings()
+    # kopf's own bookkeeping lives in annotations under our group: the status schema stays ours alone.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/operator"
+    settings.posting.level = logging.WARNING  # events: our explicit ones, plus kopf's warnings and errors
+    settings.peering.standalone = True  # one replica (Deployment strategy Recreate)
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    memo.operator = Operator(api=await kube.connect(), settings=config)
+    metrics.serve(config.metrics_port)
+    logger.info(f"operator ready: worker image {config.worker_image}, resync every {config.resync_seconds}s")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    operator: Operator | None = getattr(memo, "operator", None)
+    if operator is not None:
+        await operator.api.close()
+
+
+@kopf.on.probe(id="pipelines")
+def probe_pipelines(memo: kopf.Memo, **_: Any) -> int:
+    operator: Operator | None = getattr(memo, "operator", None)
+    return len(operator.phases) if operator is not None else 0
+
+
+async def _reconcile(
+    operator: Operator,
+    namespace: str,
+    name: str,
+    uid: str,
+    *,
+    body: Mapping[str, Any] | None,
+    trigger: str,
+    logger: Any,
+    autoscale: bool = False,
+    wait: bool = True,
+) -> None:
+    """Reconcile one pipeline alone; repeated passes (a child changed meanwhile) read the CR afresh."""
+    fresh: list[Mapping[str, Any] | None] = [body]
+
+    async def once() -> None:
+        current = fresh.pop() if fresh else None
+        if current is None:
+            current = await kube.get(operator.api, f"{GROUP}/{VERSION}", KIND, namespace, name)
+        if (
+            current is None
+            or current["metadata"].get("uid") != uid
+            or current["metadata"].get("deletionTimestamp")
+        ):
+            return
+        await reconcile(operator, current, trigger=trigger, logger=logger, autoscale=autoscale)
+
+    try:
+        await operator.exclusive(uid, once, wait=wait)
+    except ApiException as exc:
+        raise kopf.TemporaryError(f"API error {exc.status} {exc.reason}", delay=5) from exc
+
+
+async def _on_pipeline(
+    body: kopf.Body, memo: kopf.Memo, logger: Any, trigger: str, autoscale: bool = False
+) -> None:
+    meta = body.metadata
+    await _reconcile(
+        memo.operator,
+        str(meta.namespace),
+        str(meta.name),
+        str(meta.uid),
+        body=dict(body),
+        trigger=trigger,
+        logger=logger,
+        autoscale=autoscale,
+    )
+
+
+@kopf.on.create(*RESOURCE)
+async def on_create(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    await _on_pipeline(body, memo, logger, "create")
+
+
+@kopf.on.update(*RESOURCE)
+async def on_update(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    await _on_pipeline(body, memo, logger, "update")
+
+
+@kopf.on.resume(*RESOURCE)
+async def on_resume(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    await _on_pipeline(body, memo, logger, "resume")
+
+
+@kopf.timer(
+    *RESOURCE,
+    interval=_TIMING.resync_seconds,
+    idle=_TIMING.idle_seconds or None,
+    initial_delay=_TIMING.resync_seconds,
+)
+async def resync(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    await _on_pipeline(body, memo, logger, "timer", autoscale=True)
+
+
+@kopf.on.event(*RESOURCE)
+async def on_pipeline_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED":
+        meta = body.metadata
+        memo.operator.forget(str(meta.uid), (str(meta.namespace), str(meta.name)))
+
+
+def _owner(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if (
+            ref.get("controller")
+            and ref.get("kind") == KIND
+            and ref.get("apiVersion") == f"{GROUP}/{VERSION}"
+        ):
+            return ref
+    return None
+
+
+async def _on_child(type: str | None, body: kopf.Body, memo: kopf.Memo, logger: Any) -> None:
+    # ADDED and the initial listing (None) are our own creations or already handled by resume.
+    if type not in ("MODIFIED", "DELETED"):
+        return
+    owner = _owner(body)
+    if owner is None:
+        return
+    try:
+        await _reconcile(
+            memo.operator,
+            str(body.metadata.namespace),
+            str(owner["name"]),
+            str(owner["uid"]),
+            body=None,
+            trigger="child",
+            logger=logger,
+            wait=False,
+        )
+    except kopf.TemporaryError as exc:
+        logger.warning(f"child event for {owner['name']}: {exc}; the resync timer will retry")
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+async def on_deployment_event(type: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    await _on_child(type, body, memo, logger)
+
+
+@kopf.on.event("v1", "configmaps", labels=CHILD_LABELS)
+async def on_config_map_event(type: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    await _on_child(type, body, memo, logger)
+
+
+@kopf.on.event("v1", "services", labels=CHILD_LABELS)
+async def on_service_event(type: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    await _on_child(type, body, memo, logger)

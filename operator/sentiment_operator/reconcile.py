@@ -1,0 +1,285 @@
+"""The one level-triggered path: validated spec -> children -> server-side apply -> read back -> status.
+
+Create, update, resume, the resync timer and child events all call :func:`reconcile`. It is idempotent:
+applying an unchanged desired state is a no-op on the server, so running it twice (two triggers, an
+operator restart) never duplicates or flaps anything. Runs for one pipeline are serialized; a child
+event arriving while one runs only marks the pipeline dirty, and the running pass goes round once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+import kopf
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from . import autoscaling, backlog, builders, kube, metrics
+from . import status as st
+from .settings import OperatorSettings
+from .spec import InvalidSpec, PipelineSpec, State, parse_spec
+
+SERVICE_MONITOR_API = ("monitoring.coreos.com/v1", "servicemonitors")
+
+
+@dataclass
+class _Serial:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    dirty: bool = False
+
+
+@dataclass
+class Operator:
+    """What the handlers share (kept in kopf's memo): the API client, settings and per-pipeline state."""
+
+    api: client.ApiClient
+    settings: OperatorSettings
+    discovery: kube.ApiDiscovery = field(default_factory=kube.ApiDiscovery)
+    generations: dict[tuple[str, str], int] = field(default_factory=dict)
+    phases: dict[tuple[str, str], str] = field(default_factory=dict)
+    serials: dict[str, _Serial] = field(default_factory=dict)
+
+    async def exclusive(self, uid: str, run: Callable[[], Awaitable[Any]], *, wait: bool = True) -> None:
+        """Run ``run`` alone for one pipeline. With ``wait=False`` a busy pipeline is only marked dirty."""
+        serial = self.serials.setdefault(uid, _Serial())
+        if not wait and serial.lock.locked():
+            serial.dirty = True
+            return
+        async with serial.lock:
+            serial.dirty = False
+            await run()
+            while serial.dirty:
+                serial.dirty = False
+                await run()
+
+    def forget(self, uid: str, key: tuple[str, str]) -> None:
+        self.serials.pop(uid, None)
+        self.phases.pop(key, None)
+        self._count_phases()
+
+    def record_phase(self, key: tuple[str, str], phase: str) -> None:
+        self.phases[key] = phase
+        self._count_phases()
+
+    def _count_phases(self) -> None:
+        for phase in (st.PHASE_PROGRESSING, st.PHASE_RUNNING, st.PHASE_PAUSED, st.PHASE_DEGRADED):
+            metrics.PIPELINES.labels(phase).set(sum(1 for p in self.phases.values() if p == phase))
+
+
+def _event_body(body: Mapping[str, Any]) -> kopf.Body:
+    """The CR as kopf's event poster wants it (only apiVersion, kind and metadata are read)."""
+    return kopf.Body(cast(kopf.RawBody, dict(body)))
+
+
+def _parse_time(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+async def _check_secrets(op: Operator, namespace: str, spec: PipelineSpec) -> list[st.Problem]:
+    """Every referenced Secret must exist with the keys the workers read (values are never looked at)."""
+    problems = []
+    for name, keys in spec.secret_refs().items():
+        secret = await kube.get(op.api, "v1", "Secret", namespace, name)
+        if secret is None:
+            problems.append(
+                st.Problem(
+                    "SecretNotFound",
+                    f"Secret {name!r} not found in namespace {namespace} (keys {', '.join(keys)})",
+                )
+            )
+            continue
+        present = set((secret.get("data") or {}).keys()) | set((secret.get("stringData") or {}).keys())
+        missing = [k for k in keys if k not in present]
+        if missing:
+            problems.append(
+                st.Problem("SecretKeyMissing", f"Secret {name!r} lacks key(s) {', '.join(missing)}")
+            )
+    return problems
+
+
+async def _autoscale(
+    op: Operator, body: Mapping[str, Any], spec: PipelineSpec, *, read: bool, logger: Any
+) -> tuple[int | None, dict[str, Any] | None]:
+    """The inference replica count the autoscaler wants (None when autoscaling is off) and its status."""
+    if not spec.autoscaling.enabled:
+        return None, None
+    a = spec.autoscaling
+    previous = (body.get("status") or {}).get("autoscaling") or {}
+    current = int(previous.get("desiredReplicas", a.min_replicas))
+    if spec.state is State.PAUSED or not read:
+        kept = autoscaling.clamp(current, a.min_replicas, a.max_replicas)
+        return kept, {**previous, "desiredReplicas": kept}
+    meta = body["metadata"]
+    try:
+        value = await backlog.read_backlog(
+            op.api,
+            meta["namespace"],
+            builders.metrics_service_name(meta["name"]),
+            metric=op.settings.backlog_metric,
+            scrape_timeout=op.settings.backlog_scrape_timeout_seconds,
+        )
+    except ApiException as exc:
+        logger.warning(f"cannot read the backlog: {exc.reason}")
+        value = None
+    metrics.BACKLOG.labels(meta["namespace"], meta["name"]).set(math.nan if value is None else value)
+    now = time.time()
+    decision = autoscaling.decide(
+        backlog=value,
+        current=current,
+        min_replicas=a.min_replicas,
+        max_replicas=a.max_replicas,
+        target_per_replica=a.target_backlog_per_replica,
+        now=now,
+        last_change=_parse_time(previous.get("lastScaleTime")),
+        stabilization_seconds=a.scale_down_stabilization_seconds,
+    )
+    state: dict[str, Any] = {
+        "desiredReplicas": decision.replicas,
+        "backlog": None if value is None else int(value),
+        "reason": decision.reason,
+        "lastScaleTime": previous.get("lastScaleTime"),
+    }
+    if decision.changed:
+        state["lastScaleTime"] = st.now_rfc3339()
+        kopf.event(
+            _event_body(body),
+            type="Normal",
+            reason="Scaled",
+            message=f"inference {current} -> {decision.replicas}: {decision.reason}",
+        )
+    return decision.replicas, state
+
+
+async def reconcile(
+    op: Operator, body: Mapping[str, Any], *, trigger: str, logger: Any, autoscale: bool = False
+) -> dict[str, Any]:
+    """Bring one pipeline's children to the desired state and write its status; returns the status."""
+    started = time.perf_counter()
+    try:
+        result = await _reconcile(op, body, autoscale=autoscale, logger=logger)
+    except Exception as exc:
+        metrics.RECONCILES.labels(trigger, "error").inc()
+        metrics.RECONCILE_ERRORS.labels(type(exc).__name__).inc()
+        raise
+    finally:
+        metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
+    metrics.RECONCILES.labels(trigger, result["phase"].lower()).inc()
+    return result
+
+
+async def _reconcile(
+    op: Operator, body: Mapping[str, Any], *, autoscale: bool, logger: Any
+) -> dict[str, Any]:
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    key = (namespace, name)
+    previous = body.get("status") or {}
+    event_body = _event_body(body)
+
+    try:
+        spec = parse_spec(body.get("spec") or {})
+    except InvalidSpec as exc:
+        observed = st.Observed(
+            generation=int(meta.get("generation") or 0),
+            paused=False,
+            model=None,
+            problems=[st.Problem("InvalidSpec", str(exc))],
+        )
+        return await _write_status(op, body, observed, previous, logger=logger)
+
+    owner = builders.Owner.from_body(body)
+    problems = await _check_secrets(op, namespace, spec)
+    autoscaled, autoscale_state = await _autoscale(op, body, spec, read=autoscale, logger=logger)
+    with_monitor = await op.discovery.serves(op.api, *SERVICE_MONITOR_API)
+    children = builders.build_children(
+        spec,
+        owner,
+        default_image=op.settings.worker_image,
+        autoscaled=autoscaled,
+        service_monitor=with_monitor,
+    )
+
+    rollouts: dict[str, st.Rollout] = {}
+    for child in children:
+        kind, child_name = child["kind"], child["metadata"]["name"]
+        try:
+            stored, created = await kube.apply(op.api, child)
+        except ApiException as exc:
+            problems.append(st.Problem("ApplyFailed", f"{kind} {child_name}: {exc.status} {exc.reason}"))
+            continue
+        metrics.CHILDREN_APPLIED.labels(kind).inc()
+        gen_key = (str(meta["uid"]), f"{kind}/{child_name}")
+        if created:
+            verb = "Restored" if gen_key in op.generations else "Created"
+            kopf.event(event_body, type="Normal", reason=verb, message=f"{verb} {kind} {child_name}")
+        generation = int(stored["metadata"].get("generation") or 0)
+        seen = op.generations.get(gen_key)
+        if not created and kind == "Deployment" and seen is not None and generation > seen:
+            kopf.event(
+                event_body,
+                type="Normal",
+                reason="Updated",
+                message=f"Updated {kind} {child_name} (generation {generation})",
+            )
+        op.generations[gen_key] = generation
+        if kind == "Deployment":
+            component = child["metadata"]["labels"][builders.LABEL_COMPONENT]
+            rollouts[component] = st.rollout(child_name, child["spec"]["replicas"], stored)
+
+    paused = spec.state is State.PAUSED
+    observed = st.Observed(
+        generation=int(meta.get("generation") or 0),
+        paused=paused,
+        model=spec.model.name,
+        rollouts=rollouts,
+        problems=problems,
+        autoscaling=autoscale_state,
+    )
+    if autoscaled is not None:
+        metrics.INFERENCE_REPLICAS.labels(namespace, name).set(autoscaled)
+    if paused != (previous.get("phase") == st.PHASE_PAUSED) and previous:
+        kopf.event(
+            event_body,
+            type="Normal",
+            reason="Paused" if paused else "Resumed",
+            message=f"state is {spec.state.value}",
+        )
+    status = await _write_status(op, body, observed, previous, logger=logger)
+    op.record_phase(key, status["phase"])
+    return status
+
+
+async def _write_status(
+    op: Operator, body: Mapping[str, Any], observed: st.Observed, previous: Mapping[str, Any], *, logger: Any
+) -> dict[str, Any]:
+    meta = body["metadata"]
+    status = st.derive(observed, previous)
+    if status["phase"] != previous.get("phase"):
+        degraded = st.condition(status, st.DEGRADED) or {}
+        if status["phase"] == st.PHASE_DEGRADED:
+            kopf.event(
+                _event_body(body),
+                type="Warning",
+                reason=str(degraded.get("reason")),
+                message=str(degraded.get("message")),
+            )
+        else:
+            kopf.event(
+                _event_body(body), type="Normal", reason="Phase", message=f"phase is {status['phase']}"
+            )
+        logger.info(f"phase {previous.get('phase')} -> {status['phase']}")
+    changed = {k: v for k, v in status.items() if previous.get(k) != v}
+    if changed:
+        await kube.patch_pipeline_status(op.api, meta["namespace"], meta["name"], changed)
+    return status

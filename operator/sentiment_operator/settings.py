@@ -1,0 +1,29 @@
+"""The operator's own configuration, from ``SENTIMENT_OPERATOR_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SENTIMENT_OPERATOR_", env_file=None, extra="ignore")
+
+    worker_image: str = Field(
+        "ghcr.io/sentiment-pipeline/worker:0.1.0",
+        description="Image of the workers when a CR names none (the chart sets it to its appVersion).",
+    )
+    resync_seconds: float = Field(15.0, gt=0, description="Timer period: drift repair, status, autoscaling.")
+    idle_seconds: float = Field(2.0, ge=0, description="The timer waits this long after a spec change.")
+    metrics_port: int = Field(8080, ge=0, le=65535, description="Operator /metrics; 0 disables it.")
+    health_port: int = Field(8081, ge=1, le=65535, description="Liveness endpoint /healthz.")
+    backlog_metric: str = Field(
+        "sentiment_inference_backlog_messages",
+        description="Gauge of pending staged messages exported by the inference workers.",
+    )
+    backlog_scrape_timeout_seconds: float = Field(2.0, gt=0)
+    log_format: str = Field("json", pattern="^(json|console)$")
+    namespaces: str = Field(
+        "",
+        description="Comma-separated namespaces to watch; empty watches the whole cluster (ClusterRole).",
+    )

@@ -1,0 +1,193 @@
+"""The ``SentimentPipeline`` spec as a validated pydantic model.
+
+The CRD's OpenAPI schema (``k8s-manifests/crds/sentimentpipelines.yaml``) rejects what a Kubernetes 1.20
+structural schema can express (types, enums, ranges, patterns, required fields) and fills the same defaults
+as these models. Cross-field rules the schema cannot express (autoscaling min <= max, SASL needs a secret)
+live here and surface as a ``Degraded`` condition with the validation message.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+from sentiment_workers.config import DEFAULT_MODEL, ModelBackend
+
+K8S_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+SQL_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+MONGO_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$"
+
+
+class _Model(BaseModel):
+    """camelCase on the wire (as in the CR), snake_case in Python; unknown fields are an error."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class SecretRef(_Model):
+    """A reference to a Secret in the pipeline's namespace. Credentials are never inline."""
+
+    name: str = Field(pattern=K8S_NAME, max_length=253)
+
+
+class State(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+class Source(_Model):
+    """Kafka: where raw messages come from. The auth Secret holds keys ``username`` and ``password``."""
+
+    bootstrap_servers: str = Field(min_length=1)
+    topic: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
+    consumer_group: str = Field("sentiment-consumer", min_length=1)
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: SaslMechanism = SaslMechanism.PLAIN
+    auth_secret_ref: SecretRef | None = None
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> Source:
+        if self.security_protocol.startswith("SASL") and self.auth_secret_ref is None:
+            raise ValueError(f"source.securityProtocol {self.security_protocol} needs source.authSecretRef")
+        return self
+
+
+class Staging(_Model):
+    """MongoDB staging. The Secret holds key ``uri``."""
+
+    mongo_secret_ref: SecretRef
+    database: str = Field("sentiment", pattern=MONGO_NAME)
+    collection: str = Field("raw_messages", pattern=MONGO_NAME)
+    dead_letter_collection: str = Field("dead_letters", pattern=MONGO_NAME)
+
+
+class Sink(_Model):
+    """MySQL fact table. The Secret holds keys ``username`` and ``password``."""
+
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(3306, ge=1, le=65535)
+    database: str = Field("sentiment", pattern=SQL_IDENTIFIER)
+    table: str = Field("dw_messages", pattern=SQL_IDENTIFIER)
+    secret_ref: SecretRef
+
+
+class ModelSpec(_Model):
+    """The transformer: ``default`` (shipped offline), a Hugging Face name, or a path in the image."""
+
+    name: str = Field(DEFAULT_MODEL, min_length=1, max_length=512)
+    backend: ModelBackend = ModelBackend.TORCH
+    batch_size: int = Field(32, ge=1, le=1024)
+    max_length: int = Field(128, ge=8, le=4096)
+
+
+class Toleration(_Model):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class Resources(_Model):
+    """Container resources; quantities as Kubernetes writes them ("500m", "1Gi", 2)."""
+
+    requests: dict[str, int | str] | None = None
+    limits: dict[str, int | str] | None = None
+
+
+class Workload(_Model):
+    """Placement and sizing of one worker Deployment."""
+
+    replicas: int = Field(1, ge=0, le=100)
+    image: str | None = Field(None, description="Defaults to the operator's worker image.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    resources: Resources | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[Toleration] | None = None
+    affinity: dict[str, Any] | None = None
+
+
+class Autoscaling(_Model):
+    """Lag-aware scaling of the inference Deployment from the pending backlog."""
+
+    enabled: bool = False
+    min_replicas: int = Field(1, ge=0, le=100)
+    max_replicas: int = Field(4, ge=1, le=100)
+    target_backlog_per_replica: int = Field(500, ge=1)
+    scale_down_stabilization_seconds: int = Field(120, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"autoscaling.minReplicas ({self.min_replicas}) must be <= "
+                f"autoscaling.maxReplicas ({self.max_replicas})"
+            )
+        return self
+
+
+class ServiceMonitorSpec(_Model):
+    enabled: bool = True
+    interval: str = Field("30s", pattern=r"^[0-9]+(ms|s|m|h)$")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Metrics(_Model):
+    port: int = Field(9000, ge=1024, le=65535)
+    service_monitor: ServiceMonitorSpec = Field(default_factory=ServiceMonitorSpec)
+
+
+class PipelineSpec(_Model):
+    """``spec`` of a SentimentPipeline."""
+
+    state: State = State.RUNNING
+    source: Source
+    staging: Staging
+    sink: Sink
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    consumer: Workload = Field(default_factory=Workload)
+    inference: Workload = Field(default_factory=Workload)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    metrics: Metrics = Field(default_factory=Metrics)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def secret_refs(self) -> dict[str, tuple[str, ...]]:
+        """Every referenced Secret with the keys the workers read from it."""
+        refs: dict[str, set[str]] = {}
+        if self.source.auth_secret_ref is not None:
+            refs.setdefault(self.source.auth_secret_ref.name, set()).update({"username", "password"})
+        refs.setdefault(self.staging.mongo_secret_ref.name, set()).add("uri")
+        refs.setdefault(self.sink.secret_ref.name, set()).update({"username", "password"})
+        return {name: tuple(sorted(keys)) for name, keys in refs.items()}
+
+
+class InvalidSpec(ValueError):
+    """The spec passed the CRD schema but breaks a rule only the operator checks."""
+
+
+def parse_spec(raw: Any) -> PipelineSpec:
+    """Validate a CR ``spec``; raise :class:`InvalidSpec` with one readable line per problem."""
+    try:
+        return PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"spec.{where}: {msg}" if where else f"spec: {msg}")
+        raise InvalidSpec("; ".join(problems)) from None
