@@ -24,7 +24,7 @@ from tests.deploy._tools import (
     variables,
 )
 
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVsZWQgYnkgdGhlIHRlc3RzIG9mIHRoZSBkZXBsb3kgcGF0aA admin@laptop"
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVzZWQgYnkgdGhlIGRlcGxveSB0ZXN0cw admin@laptop"
 ADMIN_CIDRS = ["203.0.113.7/32"]
 OPEN_SOURCES = {"*", "0.0.0.0/0", "0.0.0.0", "::/0", "internet", "any"}
 ADMIN_PORTS = {"22", "6443", "80", "443"}
