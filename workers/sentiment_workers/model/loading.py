@@ -91,7 +91,7 @@ def _load_tokenizer(path: str, model: str) -> Any:
 
     try:
         return AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except Exception as exc:  # tokenizers and transformers raise many types for a bad folder
         raise ModelLoadError(model, f"tokenizer: {type(exc).__name__}: {exc}") from exc
 
 
@@ -100,5 +100,5 @@ def _load_config(path: str, model: str) -> Any:
 
     try:
         return AutoConfig.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # bad JSON, unknown model_type, ...
         raise ModelLoadError(model, f"config: {type(exc).__name__}: {exc}") from exc

@@ -23,8 +23,8 @@ def load_torch_model(path: str, *, model_name: str) -> Any:
         model = AutoModelForSequenceClassification.from_pretrained(
             path, dtype=torch.float32, local_files_only=True
         )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelLoadError(model_name, f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # safetensors, torch and transformers each raise their own types
+        raise ModelLoadError(model_name, f"weights: {type(exc).__name__}: {exc}") from exc
     return model.eval()
 
 

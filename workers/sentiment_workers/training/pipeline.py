@@ -42,8 +42,9 @@ def run_training(settings: TrainingSettings, output_dir: Path) -> dict[str, Any]
     from sentiment_workers.model import load_classifier
     from sentiment_workers.training.finetune import fine_tune
     from sentiment_workers.training.model_card import render_model_card
-    from sentiment_workers.training.tracking import log_run
+    from sentiment_workers.training.tracking import check_tracking_available, log_run
 
+    check_tracking_available()
     corpus = corpus_path()
     examples = load_examples(corpus)
     split = stratified_split(examples, settings.validation_fraction, settings.seed)

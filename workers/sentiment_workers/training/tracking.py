@@ -15,6 +15,15 @@ def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
         out[prefix] = float(value)
 
 
+def check_tracking_available() -> None:
+    """Fail before training, not after, when MLflow logging is asked for but mlflow is missing."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:
+            raise RuntimeError("MLFLOW_TRACKING_URI is set but mlflow is not installed (pip install mlflow)")
+
+
 def log_run(params: dict[str, Any], metrics: dict[str, Any], artifacts_dir: Path) -> str | None:
     """Log params, numeric metrics and metadata files to MLflow; the run id, or None when disabled."""
     if not os.environ.get("MLFLOW_TRACKING_URI"):
