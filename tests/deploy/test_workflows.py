@@ -1,0 +1,175 @@
+""".github/workflows: valid, linted by actionlint, and saying what the project promises.
+
+CI runs the same ``make test`` as developers; infra logs in to Azure by OIDC only (no stored Azure
+secret) and applies only behind a protected environment; e2e goes from images to rows in MySQL;
+release pushes images and the chart to GHCR with the job's own token.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy._tools import REPO, WORKFLOWS_DIR, lint_tool, run
+
+EXPECTED = {"ci.yml", "e2e.yml", "infra.yml", "release.yml"}
+EXPRESSION = re.compile(r"\$\{\{.*?\}\}", re.DOTALL)
+
+
+def _load(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((WORKFLOWS_DIR / name).read_text())
+    assert isinstance(data, dict), name
+    # YAML 1.1 reads the bare key `on` as True.
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+@pytest.fixture(scope="module")
+def workflows() -> dict[str, dict[str, Any]]:
+    return {path.name: _load(path.name) for path in sorted(WORKFLOWS_DIR.glob("*.yml"))}
+
+
+def _steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+def _runs(workflow: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in _steps(workflow))
+
+
+def _uses(workflow: dict[str, Any]) -> list[str]:
+    return [step["uses"] for step in _steps(workflow) if "uses" in step]
+
+
+def test_the_four_workflows_exist_and_are_valid_yaml(workflows: dict[str, dict[str, Any]]) -> None:
+    assert set(workflows) >= EXPECTED
+    for name, workflow in workflows.items():
+        assert workflow.get("name"), name
+        assert workflow.get("on"), f"{name} has no trigger"
+        assert workflow.get("jobs"), f"{name} has no jobs"
+        for job_name, job in workflow["jobs"].items():
+            assert job.get("runs-on"), f"{name}:{job_name} has no runner"
+            assert job.get("timeout-minutes") or job_name == "version", f"{name}:{job_name} has no timeout"
+
+
+def test_actionlint_passes_on_every_workflow() -> None:
+    result = run([str(lint_tool("actionlint")), str(WORKFLOWS_DIR / "*.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Checking {len(list(WORKFLOWS_DIR.glob('*.yml')))} workflow file(s)" in result.stdout
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
+    broken = (WORKFLOWS_DIR / "ci.yml").read_text().replace("${{ github.ref }}", "${{ github.reff }}", 1)
+    (tmp_path / "ci.yml").write_text(broken)
+    result = run([str(lint_tool("actionlint")), str(tmp_path / "*.yml")])
+    assert result.returncode != 0 and "reff" in result.stdout
+
+
+def test_run_scripts_are_shellcheck_clean(workflows: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    scripts: list[Path] = []
+    for name, workflow in workflows.items():
+        for index, step in enumerate(_steps(workflow)):
+            if "run" in step:
+                # GitHub substitutes expressions before the shell runs: stand in a variable for each.
+                script = EXPRESSION.sub("${EXPR}", step["run"])
+                label = re.sub(r"\W+", "-", step.get("name", "run"))
+                path = tmp_path / f"{name}-step{index}-{label}.sh"
+                path.write_text("#!/usr/bin/env bash\nset -e\nexport EXPR=x\n" + script)
+                scripts.append(path)
+    assert scripts
+    result = run([str(lint_tool("shellcheck")), "--shell=bash", "--severity=warning", *map(str, scripts)])
+    assert result.returncode == 0, result.stdout
+
+
+def test_permissions_are_read_only_unless_a_job_needs_more(workflows: dict[str, dict[str, Any]]) -> None:
+    for name, workflow in workflows.items():
+        assert workflow["permissions"].get("contents") == "read", name
+        granted = {k for k, v in workflow["permissions"].items() if v == "write"}
+        assert granted <= {"id-token"}, f"{name} grants {granted} workflow-wide"
+
+
+def test_ci_runs_make_test_and_the_chart_and_lint_targets(workflows: dict[str, dict[str, Any]]) -> None:
+    ci = workflows["ci.yml"]
+    runs = _runs(ci)
+    assert re.search(r"^make test$", runs, re.MULTILINE), "CI must run exactly `make test`"
+    assert "make lint" in runs and "make chart-lint" in runs
+    assert {"push", "pull_request"} <= set(ci["on"])
+    # The suite's servers need Debian 12 + Python 3.11, as on the development machines.
+    assert ci["jobs"]["test"]["container"]["image"].startswith("python:3.11")
+    assert ci["jobs"]["test"]["container"]["image"].endswith("-bookworm")
+
+
+def test_infra_logs_in_by_oidc_with_no_long_lived_secret(workflows: dict[str, dict[str, Any]]) -> None:
+    infra = workflows["infra.yml"]
+    assert infra["permissions"]["id-token"] == "write"
+    text = (WORKFLOWS_DIR / "infra.yml").read_text()
+    assert "secrets." not in text, "infra must not read any stored secret"
+    for forbidden in ("client-secret", "ARM_CLIENT_SECRET", "creds:", "ARM_ACCESS_KEY", "AZURE_CREDENTIALS"):
+        assert forbidden not in text
+    assert infra["env"]["ARM_USE_OIDC"] == "true"
+    logins = [s for s in _steps(infra) if s.get("uses", "").startswith("azure/login@")]
+    assert logins and all(set(s["with"]) == {"client-id", "tenant-id", "subscription-id"} for s in logins)
+
+
+def test_infra_plans_on_pull_requests_and_applies_only_on_dispatch_behind_an_environment(
+    workflows: dict[str, dict[str, Any]],
+) -> None:
+    infra = workflows["infra.yml"]
+    assert "pull_request" in infra["on"] and "workflow_dispatch" in infra["on"]
+    plan, apply = infra["jobs"]["plan"], infra["jobs"]["apply"]
+    assert "terraform plan" in _runs({"jobs": {"plan": plan}})
+    assert "terraform apply" not in _runs({"jobs": {"plan": plan}})
+    assert "terraform apply" in _runs({"jobs": {"apply": apply}})
+    assert "workflow_dispatch" in apply["if"] and apply["environment"]
+    assert infra["concurrency"]["cancel-in-progress"] is False, "never cancel a run holding the state"
+
+
+def test_e2e_goes_from_images_to_rows_in_mysql(workflows: dict[str, dict[str, Any]]) -> None:
+    e2e = workflows["e2e.yml"]
+    uses, runs = _uses(e2e), _runs(e2e)
+    assert any(u.startswith("helm/kind-action@") for u in uses)
+    files = [
+        s["with"]["file"] for s in _steps(e2e) if s.get("uses", "").startswith("docker/build-push-action@")
+    ]
+    assert sorted(files) == ["docker/operator.Dockerfile", "docker/worker.Dockerfile"]
+    for expected in (
+        "kind load docker-image",
+        "helm upgrade --install",
+        "pullPolicy=Never",
+        "kubectl apply --dry-run=server -f k8s-manifests/samples/",
+        "--for=condition=Ready",
+        "-- produce --count",
+        "FROM dw_messages",
+    ):
+        assert expected in runs, expected
+
+
+def test_release_pushes_images_and_the_chart_to_ghcr_with_the_job_token(
+    workflows: dict[str, dict[str, Any]],
+) -> None:
+    release = workflows["release.yml"]
+    text = (WORKFLOWS_DIR / "release.yml").read_text()
+    assert set(re.findall(r"secrets\.(\w+)", text)) == {"GITHUB_TOKEN"}
+    images = release["jobs"]["images"]
+    assert images["permissions"]["packages"] == "write"
+    variants = {(m["image"], m["torch_variant"]) for m in images["strategy"]["matrix"]["include"]}
+    assert {("operator", "cpu"), ("worker", "cpu")} <= variants
+    assert any(image == "worker" and variant.startswith("cu") for image, variant in variants)
+    assert "helm push" in _runs(release) and "oci://ghcr.io/" in _runs(release)
+
+
+def test_actions_are_pinned_to_a_version(workflows: dict[str, dict[str, Any]]) -> None:
+    for name, workflow in workflows.items():
+        for uses in _uses(workflow):
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", uses), f"{name}: {uses}"
+
+
+def test_dependabot_watches_actions_images_and_terraform() -> None:
+    config = yaml.safe_load((REPO / ".github" / "dependabot.yml").read_text())
+    ecosystems = {(u["package-ecosystem"], u["directory"]) for u in config["updates"]}
+    assert ecosystems >= {("github-actions", "/"), ("docker", "/docker"), ("terraform", "/terraform")}
