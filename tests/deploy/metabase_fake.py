@@ -29,6 +29,8 @@ It also counts requests per (method, route) so tests can check what a re-run did
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
 import re
 import secrets
@@ -45,6 +47,15 @@ GRID_WIDTH = 24
 COMMON_PASSWORDS = {"password", "123456", "12345678", "qwerty", "letmein", "password1", "metabase1"}
 OBFUSCATED = "**MetabasePass**"
 SUPPORTED_ENGINES = {"mysql", "postgres", "h2", "mongo"}
+
+
+def _json_value(value: Any) -> Any:
+    """Query results as Metabase serializes them: dates/times as ISO strings, decimals as numbers."""
+    if isinstance(value, datetime.date | datetime.datetime | datetime.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 class ApiError(Exception):
@@ -168,7 +179,11 @@ class FakeMetabase:
                     status, payload = exc.status, exc.body
                 except json.JSONDecodeError:
                     status, payload = 400, {"message": "Malformed JSON in request body."}
-                data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+                data = (
+                    payload.encode()
+                    if isinstance(payload, str)
+                    else json.dumps(payload, default=_json_value).encode()
+                )
                 self.send_response(status)
                 content_type = "text/plain" if isinstance(payload, str) else "application/json"
                 self.send_header("Content-Type", f"{content_type};charset=utf-8")
