@@ -1,0 +1,230 @@
+"""docker/*.Dockerfile and .dockerignore: what the images are made of (no Docker engine runs here).
+
+hadolint lints both files; the instructions are read back to check the promises (multi-stage, pinned
+base, non-root numeric user, nothing built in the final stage, the model and offline settings baked into
+the worker); the build context is computed with docker-py's own .dockerignore implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.deploy._tools import DOCKER_DIR, REPO, TOOLS_BIN, lint_tool, run
+
+IMAGES = ("operator", "worker")
+MODEL_DIR = "/opt/sentiment/models/sentiment-minilm"
+BUILD_TOOLS = ("gcc", "g++", "build-essential", "make", "cmake", "git", "python3-dev")
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [args for kw, args in self.instructions if kw == keyword]
+
+    def env(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for args in self.all("ENV"):
+            values.update(dict(re.findall(r"(\w+)=(\S+)", args)))
+        return values
+
+
+def parse(path: Path) -> list[Stage]:
+    """The stages of a Dockerfile, each with its (keyword, arguments) instructions."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    stages: list[Stage] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, args = line.partition(" ")
+        keyword, args = keyword.upper(), " ".join(args.split())
+        if keyword == "FROM":
+            match = re.fullmatch(r"(?:--platform=\S+ )?(\S+)(?: AS (\S+))?", args, re.IGNORECASE)
+            assert match, f"{path.name}: unreadable FROM {args!r}"
+            stages.append(Stage(base=match[1], name=match[2]))
+        elif keyword != "ARG" or stages:
+            assert stages, f"{path.name}: {keyword} before FROM"
+            stages[-1].instructions.append((keyword, args))
+    return stages
+
+
+@pytest.fixture(scope="module", params=IMAGES)
+def image(request: pytest.FixtureRequest) -> tuple[str, list[Stage]]:
+    name: str = request.param
+    return name, parse(DOCKER_DIR / f"{name}.Dockerfile")
+
+
+def test_hadolint_passes_with_every_exception_justified_in_place() -> None:
+    files = [DOCKER_DIR / f"{name}.Dockerfile" for name in IMAGES]
+    result = run([str(lint_tool("hadolint")), "--config", str(REPO / ".hadolint.yaml"), *map(str, files)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    for path in files:
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if "hadolint ignore=" in line:
+                assert lines[number - 1].startswith("# ") and len(lines[number - 1]) > 30, (
+                    f"{path.name}:{number + 1}: explain the ignored rule on the line above"
+                )
+
+
+def test_hadolint_fails_a_careless_dockerfile(tmp_path: Path) -> None:
+    careless = tmp_path / "Dockerfile"
+    careless.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y gcc\nUSER root\n")
+    result = run([str(lint_tool("hadolint")), "--config", str(REPO / ".hadolint.yaml"), str(careless)])
+    assert result.returncode != 0
+    for rule in ("DL3007", "DL3008", "DL3002"):  # latest tag, unpinned apt, last USER root
+        assert rule in result.stdout
+
+
+def test_multi_stage_on_an_exactly_pinned_base(image: tuple[str, list[Stage]]) -> None:
+    name, stages = image
+    assert len(stages) >= 2, f"{name}: build and runtime stages"
+    for stage in stages:
+        pinned_tag = re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+(-[\w.-]+)?", stage.base)
+        pinned_digest = re.fullmatch(r"[\w./:-]+@sha256:[0-9a-f]{64}", stage.base)
+        assert pinned_tag or pinned_digest, f"{name}: base {stage.base} is not pinned to an exact version"
+    runtime = stages[-1]
+    assert any("--from=build" in args for args in runtime.all("COPY")), "runtime copies the built venv"
+
+
+def test_final_stage_runs_as_a_numeric_non_root_user(image: tuple[str, list[Stage]]) -> None:
+    name, stages = image
+    users = stages[-1].all("USER")
+    assert users, f"{name}: the final stage sets no USER"
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and int(uid) >= 1000, f"{name}: USER must be a numeric non-root uid (runAsNonRoot)"
+    assert not gid or (gid.isdigit() and int(gid) > 0)
+
+
+def test_final_stage_installs_and_builds_nothing(image: tuple[str, list[Stage]]) -> None:
+    name, stages = image
+    for args in stages[-1].all("RUN"):
+        assert "pip install" not in args, f"{name}: install in the build stage"
+        assert "apt-get install" not in args and "apk add" not in args, f"{name}: no packages at runtime"
+        for tool in BUILD_TOOLS:
+            assert not re.search(rf"(^|\s){re.escape(tool)}(\s|$)", args), f"{name}: {tool} in runtime"
+    build = stages[0]
+    assert any("pip uninstall --yes pip setuptools wheel" in args for args in build.all("RUN")), (
+        f"{name}: the copied venv must not carry pip/setuptools"
+    )
+
+
+def test_runtime_suits_a_read_only_root_filesystem(image: tuple[str, list[Stage]]) -> None:
+    name, stages = image
+    env = stages[-1].env()
+    assert env.get("PYTHONDONTWRITEBYTECODE") == "1"
+    assert env.get("HOME") == "/tmp", f"{name}: writes go to /tmp (an emptyDir)"
+    if name == "worker":
+        for key in ("XDG_CACHE_HOME", "HF_HOME", "MPLCONFIGDIR"):
+            assert env[key].startswith("/tmp/"), key
+
+
+def test_worker_bakes_in_the_model_and_stays_offline() -> None:
+    stages = parse(DOCKER_DIR / "worker.Dockerfile")
+    runtime = stages[-1]
+    env = runtime.env()
+    assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
+    assert env["SENTIMENT_MODEL_DIR"] == MODEL_DIR
+    assert any(args.endswith(f"models/sentiment-minilm/ {MODEL_DIR}/") for args in runtime.all("COPY"))
+    assert runtime.all("EXPOSE") == ["9000"] and env["SENTIMENT_METRICS_PORT"] == "9000"
+    assert json.loads(runtime.all("ENTRYPOINT")[-1]) == ["sentiment-pipeline"]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["sentiment-pipeline"].startswith("sentiment_workers.")
+
+
+def test_worker_torch_matches_the_project_pin_and_the_variant_is_a_build_arg() -> None:
+    text = (DOCKER_DIR / "worker.Dockerfile").read_text()
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    (torch_pin,) = [
+        dep for dep in pyproject["project"]["optional-dependencies"]["model"] if dep.startswith("torch")
+    ]
+    assert f"ARG TORCH_VERSION={torch_pin.split('==')[1]}" in text, (
+        f"Dockerfile torch != pyproject {torch_pin}"
+    )
+    assert "ARG TORCH_VARIANT=cpu" in text
+    assert 'pip install --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}"' in text
+    assert 'pip install ".[workers,model]"' in text
+
+
+def test_operator_image_has_no_model_runtime_or_worker_io() -> None:
+    stages = parse(DOCKER_DIR / "operator.Dockerfile")
+    instructions = " ".join(args for stage in stages for _, args in stage.instructions)
+    assert 'pip install ".[operator]"' in instructions
+    for heavy in ("torch", "[workers", ",model", "models/"):
+        assert heavy not in instructions, f"the operator image must not carry {heavy}"
+    assert json.loads(stages[-1].all("ENTRYPOINT")[-1]) == ["python", "-m", "sentiment_operator"]
+    assert (REPO / "operator" / "sentiment_operator" / "__main__.py").is_file()
+
+
+def _build_context(tmp_path: Path) -> set[str]:
+    """Files Docker would send as build context from a fresh clone with the model trained.
+
+    The tree is the repository's tracked files (empty stand-ins), the trained model and the usual local
+    clutter; docker-py's ``exclude_paths`` applies .dockerignore exactly as ``docker build`` does.
+    """
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    extra = [
+        "models/sentiment-minilm/config.json",
+        "models/sentiment-minilm/model.safetensors",
+        "models/sentiment-minilm/onnx/model-int8.onnx",
+        ".venv/bin/python",
+        ".dev/tools/bin/hadolint",
+        "workers/sentiment_workers/__pycache__/config.cpython-311.pyc",
+        ".git/HEAD",
+    ]
+    for rel in [*tracked.stdout.splitlines(), *extra]:
+        target = tmp_path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
+    (tmp_path / ".dockerignore").write_text((REPO / ".dockerignore").read_text())
+    python = TOOLS_BIN.parent / "venv" / "bin" / "python"
+    lint_tool("checkov")  # docker-py comes with checkov in the tools venv
+    script = (
+        "import json, sys\nfrom docker.utils.build import exclude_paths\n"
+        "patterns = [p for p in open(sys.argv[1] + '/.dockerignore').read().splitlines()"
+        " if p.strip() and not p.startswith('#')]\n"
+        "print(json.dumps(sorted(exclude_paths(sys.argv[1], patterns))))\n"
+    )
+    result = run([str(python), "-c", script, str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stdout))
+
+
+def test_build_context_holds_what_the_images_copy_and_nothing_else(tmp_path: Path) -> None:
+    context = _build_context(tmp_path)
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "workers/sentiment_workers/config.py",
+        "operator/sentiment_operator/__main__.py",
+        "models/sentiment-minilm/model.safetensors",
+        "models/sentiment-minilm/config.json",
+    ):
+        assert needed in context, f"{needed} is excluded by .dockerignore"
+    for path in context:
+        top = path.split("/", 1)[0]
+        # Docker always sends .dockerignore itself.
+        assert top in {"pyproject.toml", "README.md", "workers", "operator", "models", ".dockerignore"}, path
+        assert "__pycache__" not in path and "/onnx/" not in path, path
+    for name in IMAGES:
+        for stage in parse(DOCKER_DIR / f"{name}.Dockerfile"):
+            for args in stage.all("COPY"):
+                if "--from=" in args:
+                    continue
+                sources = [a for a in args.split() if not a.startswith("--")][:-1]
+                for source in sources:
+                    prefix = source.rstrip("/")
+                    assert any(p == prefix or p.startswith(prefix + "/") for p in context), (
+                        f"{name}: COPY {source} has nothing in the build context"
+                    )
