@@ -73,7 +73,7 @@ class InferenceWorker:
         self.classifier = classifier
         self.metrics = metrics
         self.owner = config.worker_id or default_worker_id()
-        self.claim_size = claim_size or config.model_batch_size * 2
+        self.claim_size = claim_size or config.model_batch_size * 4
         self.max_attempts = max_attempts
         self.classified = 0
         self._backlog_at = 0.0

@@ -18,7 +18,7 @@ def infer(
         None,
         "--claim-size",
         min=1,
-        help="Messages leased per claim (default: 2 x SENTIMENT_MODEL_BATCH_SIZE).",
+        help="Messages leased per claim (default: 4 x SENTIMENT_MODEL_BATCH_SIZE).",
     ),
 ) -> None:
     """Classify staged messages and upsert them into the warehouse table. Config: SENTIMENT_*."""

@@ -27,7 +27,11 @@ def produce(
     text_column: str = typer.Option("comment", help="Dataset column holding the text."),
     id_column: str = typer.Option("id", help="Dataset column holding a stable id (else <file>-<row>)."),
     encoding: str = typer.Option("utf-8", help="Dataset file encoding (e.g. latin-1)."),
-    count: int = typer.Option(1000, min=0, help="Burst: number of synthetic messages (dataset: max rows)."),
+    count: int = typer.Option(
+        None,
+        min=0,
+        help="Burst: number of synthetic messages (default 1000); dataset: at most this many rows.",
+    ),
     rate: float = typer.Option(0.0, min=0, help="Messages per second (0 = as fast as possible)."),
     concurrency: int = typer.Option(64, min=1, help="Concurrent sends awaiting acknowledgement."),
     run_id: str = typer.Option(None, help="Burst id prefix; reuse it to replay the same messages."),
@@ -55,7 +59,7 @@ def produce(
         )
         label = file.name
     else:
-        messages = list(synthetic_messages(count, run_id or uuid.uuid4().hex[:8]))
+        messages = list(synthetic_messages(1000 if count is None else count, run_id or uuid.uuid4().hex[:8]))
         label = "burst"
 
     async def main() -> int:

@@ -1,0 +1,95 @@
+"""The command line as an operator uses it: produce a dataset, consume, infer, report (text, JSON, PNG), and
+the /metrics endpoint the workers expose."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+from sentiment_workers.metrics import PipelineMetrics
+from sentiment_workers.runner import serve_metrics
+
+from tests.dataplane.conftest import ROOT, free_port
+from tests.dataplane.helpers import create_topic
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    code = "from sentiment_workers.cli import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+async def test_produce_consume_infer_report_from_the_command_line(
+    services, config, store, warehouse, tiny_model_dir, tmp_path
+):
+    dataset = tmp_path / "tweets.csv"
+    rows = ["tweet_id,body,mood"] + [f"t{i},this is tweet {i},positive" for i in range(25)] + [",no id row,x"]
+    dataset.write_text("\n".join(rows) + "\n")
+    await create_topic(config, partitions=2)
+    env = services.worker_env(config.model_copy(update={"model_name": str(tiny_model_dir)}))
+
+    produced = cli(
+        "produce", "--file", str(dataset), "--text-column", "body", "--id-column", "tweet_id", env=env
+    )
+    assert produced.returncode == 0, produced.stderr
+    assert "sent 26 messages" in produced.stdout
+
+    consumed = cli("consume", "--exit-when-idle", "3", "--session-timeout-ms", "1500", env=env)
+    assert consumed.returncode == 0, consumed.stderr
+    assert await store.messages.count_documents({}) == 26
+    assert await store.messages.find_one({"_id": "t3"}) is not None
+    assert await store.messages.find_one({"_id": "tweets-26"}) is not None  # row without id: <file>-<row>
+
+    inferred = cli("infer", "--exit-when-idle", "1", env=env)
+    assert inferred.returncode == 0, inferred.stderr
+    assert await warehouse.count() == 26
+
+    png = tmp_path / "report.png"
+    reported = cli("report", "--json", "--png", str(png), env=env)
+    assert reported.returncode == 0, reported.stderr
+    report = json.loads(reported.stdout)
+    assert report["total"] == 26 and sum(report["by_label"].values()) == 26
+    assert sum(report["per_day"].values()) == 26
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The read-only BI user can run the report too.
+    bi_env = env | {
+        "SENTIMENT_MYSQL_USER": services.env["BI_MYSQL_USER"],
+        "SENTIMENT_MYSQL_PASSWORD": services.env["BI_MYSQL_PASSWORD"],
+    }
+    assert "total messages: 26" in cli("report", env=bi_env).stdout
+
+
+def test_bad_configuration_is_a_clear_error(services, config):
+    env = services.worker_env(config) | {"SENTIMENT_MYSQL_TABLE": "dw; DROP TABLE x"}
+    result = cli("report", env=env)
+    assert result.returncode == 2
+    assert "SENTIMENT_MYSQL_TABLE" in result.stderr
+
+
+def test_metrics_endpoint_serves_prometheus_text():
+    from prometheus_client import CollectorRegistry
+
+    metrics = PipelineMetrics(CollectorRegistry())
+    metrics.messages_dead_lettered.labels("consume", "invalid_json").inc()
+    port = free_port()
+    serve_metrics(port, metrics)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'sentiment_messages_dead_lettered_total{reason="invalid_json",stage="consume"} 1.0' in body
+    for name in (
+        "sentiment_messages_consumed_total",
+        "sentiment_batch_size_messages_bucket",
+        "sentiment_inference_duration_seconds_bucket",
+        "sentiment_texts_classified_total",
+        "sentiment_pending_messages",
+        "sentiment_end_to_end_latency_seconds_bucket",
+    ):
+        assert name in body or f"# TYPE {name.rsplit('_bucket', 1)[0]}" in body
