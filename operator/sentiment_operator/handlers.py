@@ -36,11 +36,20 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any,
     settings.persistence.finalizer = f"{GROUP}/operator"
     settings.posting.level = logging.WARNING  # events: our explicit ones, plus kopf's warnings and errors
     settings.peering.standalone = True  # one replica (Deployment strategy Recreate)
+    # No namespace/CRD scanning: the watched resources are discovered once at start, so the operator
+    # needs no cluster-wide read access to namespaces or CRDs (least privilege).
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     memo.operator = Operator(api=await kube.connect(), settings=config)
     metrics.serve(config.metrics_port)
     logger.info(f"operator ready: worker image {config.worker_image}, resync every {config.resync_seconds}s")
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the ServiceAccount; elsewhere: ``$KUBECONFIG`` as set now (not at a client's import)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.cleanup()

@@ -7,6 +7,7 @@ or ``None`` for a 404. Every verb used here is listed in ``k8s-manifests/rbac/op
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -120,6 +121,15 @@ async def patch_pipeline_status(
     except ApiException as exc:
         if exc.status != 404:  # deleted meanwhile: nothing to report on
             raise
+
+
+def error_message(exc: ApiException) -> str:
+    """The API server's own explanation of a failed call (its Status message), for conditions and logs."""
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (TypeError, ValueError):
+        message = None
+    return f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
 
 
 class ApiDiscovery:

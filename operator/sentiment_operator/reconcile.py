@@ -216,7 +216,7 @@ async def _reconcile(
         try:
             stored, created = await kube.apply(op.api, child)
         except ApiException as exc:
-            problems.append(st.Problem("ApplyFailed", f"{kind} {child_name}: {exc.status} {exc.reason}"))
+            problems.append(st.Problem("ApplyFailed", f"{kind} {child_name}: {kube.error_message(exc)}"))
             continue
         metrics.CHILDREN_APPLIED.labels(kind).inc()
         gen_key = (str(meta["uid"]), f"{kind}/{child_name}")

@@ -1,0 +1,490 @@
+"""The operator reconciling SentimentPipelines on a real kube-apiserver (KopfRunner, ServiceAccount token).
+
+Each test runs the real operator against a fresh namespace and asserts through the test's own admin client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+from .helpers import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    create_secrets,
+    eventually,
+    free_port,
+    host_ip,
+    pipeline,
+)
+
+MERGE = "application/merge-patch+json"
+HASH = f"{GROUP}/config-hash"
+
+
+async def _create(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    return await client.CustomObjectsApi(api).create_namespaced_custom_object(  # type: ignore[no-any-return]
+        GROUP, VERSION, namespace, PLURAL, body
+    )
+
+
+async def _patch_spec(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    await client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, {"spec": spec}, _content_type=MERGE
+    )
+
+
+async def _cr(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    return await client.CustomObjectsApi(api).get_namespaced_custom_object(  # type: ignore[no-any-return]
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+
+
+def _as_dict(api: client.ApiClient, obj: Any) -> dict[str, Any]:
+    return api.sanitize_for_serialization(obj)  # type: ignore[no-any-return]
+
+
+async def _deployment(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    try:
+        return _as_dict(api, await client.AppsV1Api(api).read_namespaced_deployment(name, namespace))
+    except ApiException as exc:
+        assert exc.status != 404, f"Deployment {name} does not exist"
+        raise
+
+
+async def _condition(api: client.ApiClient, namespace: str, name: str, ctype: str) -> dict[str, Any]:
+    status = (await _cr(api, namespace, name)).get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond["type"] == ctype:
+            return cond  # type: ignore[no-any-return]
+    raise AssertionError(f"no {ctype} condition in {status}")
+
+
+async def _events(api: client.ApiClient, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    events = await client.CoreV1Api(api).list_namespaced_event(namespace)
+    return [(e.type, e.reason, e.message) for e in events.items if e.involved_object.name == name]
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env") or []}
+
+
+async def _play_deployment_controller(api: client.ApiClient, namespace: str, name: str, ready: int) -> None:
+    """Write a Deployment's status as the (absent) Deployment controller and kubelets would."""
+    apps = client.AppsV1Api(api)
+    deployment = await apps.read_namespaced_deployment(name, namespace)
+    replicas = deployment.spec.replicas
+    status = {
+        "observedGeneration": deployment.metadata.generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+    }
+    await apps.patch_namespaced_deployment_status(name, namespace, {"status": status}, _content_type=MERGE)
+
+
+async def test_create_builds_owned_children_from_the_spec(api, namespace, run_operator):
+    await create_secrets(api, namespace, "p")
+    spec = {"model": {"name": "org/tweet-model", "backend": "onnx-int8"}, "consumer": {"replicas": 2}}
+    with run_operator(namespace):
+        cr = await _create(api, namespace, pipeline("p", namespace, **spec))
+        consumer = await eventually(lambda: _deployment(api, namespace, "p-consumer"))
+        inference = await eventually(lambda: _deployment(api, namespace, "p-inference"))
+        core = client.CoreV1Api(api)
+        config_map = _as_dict(api, await core.read_namespaced_config_map("p-config", namespace))
+        service = _as_dict(api, await core.read_namespaced_service("p-metrics", namespace))
+        await eventually(lambda: _condition(api, namespace, "p", "Progressing"))
+        events = await _events(api, namespace, "p")
+
+    owner = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SentimentPipeline",
+        "name": "p",
+        "uid": cr["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    # Deleting the CR removes the children through these references (the garbage collector is part of the
+    # controller-manager, which this API-only cluster does not run).
+    for child in (consumer, inference, config_map, service):
+        assert child["metadata"]["ownerReferences"] == [owner]
+        assert child["metadata"]["labels"][f"{GROUP}/pipeline"] == "p"
+
+    data = config_map["data"]
+    assert data["SENTIMENT_MODEL_NAME"] == "org/tweet-model"
+    assert data["SENTIMENT_MODEL_BACKEND"] == "onnx-int8"
+    assert data["SENTIMENT_KAFKA_BOOTSTRAP_SERVERS"] == "kafka.example:9092"
+    assert data["SENTIMENT_KAFKA_TOPIC"] == "messages"
+    assert data["SENTIMENT_MYSQL_HOST"] == "mysql.example"
+    assert data["SENTIMENT_MYSQL_TABLE"] == "dw_messages"
+    assert not [k for k in data if "PASSWORD" in k or k == "SENTIMENT_MONGO_URI"], (
+        "no credential in the ConfigMap"
+    )
+
+    assert consumer["spec"]["replicas"] == 2
+    assert inference["spec"]["replicas"] == 1
+    for deployment, command in ((consumer, "consume"), (inference, "infer")):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["command"] == ["sentiment-pipeline", command]
+        assert container["image"] == "ghcr.io/sentiment-pipeline/worker:test"
+        assert container["envFrom"] == [{"configMapRef": {"name": "p-config"}}]
+        assert container["ports"][0]["containerPort"] == 9000
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]]
+
+    consumer_env = _env(consumer["spec"]["template"]["spec"]["containers"][0])
+    inference_env = _env(inference["spec"]["template"]["spec"]["containers"][0])
+    assert inference_env["SENTIMENT_MYSQL_PASSWORD"] == {
+        "secretKeyRef": {"name": "p-mysql", "key": "password"}
+    }
+    assert inference_env["SENTIMENT_MYSQL_USER"] == {"secretKeyRef": {"name": "p-mysql", "key": "username"}}
+    assert consumer_env["SENTIMENT_MONGO_URI"] == {"secretKeyRef": {"name": "p-mongo", "key": "uri"}}
+    assert "SENTIMENT_MYSQL_PASSWORD" not in consumer_env, "the consumer never gets MySQL credentials"
+
+    assert service["spec"]["ports"][0]["port"] == 9000
+    assert service["spec"]["selector"] == {
+        f"{GROUP}/pipeline": "p",
+        "app.kubernetes.io/name": "sentiment-pipeline-worker",
+    }
+    assert ("Normal", "Created", "Created Deployment p-inference") in events
+
+
+async def test_update_changes_children_and_a_new_model_rolls_only_inference(api, namespace, run_operator):
+    await create_secrets(api, namespace, "u")
+    with run_operator(namespace):
+        await _create(api, namespace, pipeline("u", namespace))
+        inference = await eventually(lambda: _deployment(api, namespace, "u-inference"))
+        consumer = await _deployment(api, namespace, "u-consumer")
+        old_inference = inference["spec"]["template"]["metadata"]["annotations"][HASH]
+        old_consumer = consumer["spec"]["template"]["metadata"]["annotations"][HASH]
+
+        await _patch_spec(
+            api, namespace, "u", {"model": {"name": "other-model"}, "consumer": {"replicas": 3}}
+        )
+
+        async def updated() -> dict[str, Any]:
+            inf = await _deployment(api, namespace, "u-inference")
+            assert inf["spec"]["template"]["metadata"]["annotations"][HASH] != old_inference
+            return inf
+
+        inference = await eventually(updated)
+        consumer = await _deployment(api, namespace, "u-consumer")
+        config_map = await client.CoreV1Api(api).read_namespaced_config_map("u-config", namespace)
+        status = (await eventually(lambda: _cr(api, namespace, "u")))["status"]
+
+    assert config_map.data["SENTIMENT_MODEL_NAME"] == "other-model"
+    assert consumer["spec"]["replicas"] == 3
+    assert consumer["spec"]["template"]["metadata"]["annotations"][HASH] == old_consumer, (
+        "consumers keep running"
+    )
+    assert inference["metadata"]["generation"] > 1
+    assert status["model"] == "other-model"
+
+
+async def test_deleted_or_edited_children_are_restored(api, namespace, run_operator):
+    await create_secrets(api, namespace, "d")
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    with run_operator(namespace):
+        await _create(api, namespace, pipeline("d", namespace))
+        original = await eventually(lambda: _deployment(api, namespace, "d-consumer"))
+        await eventually(lambda: core.read_namespaced_config_map("d-config", namespace))
+
+        await apps.delete_namespaced_deployment("d-consumer", namespace)
+        await core.delete_namespaced_config_map("d-config", namespace)
+
+        async def restored() -> dict[str, Any]:
+            dep = await _deployment(api, namespace, "d-consumer")
+            assert dep["metadata"]["uid"] != original["metadata"]["uid"]
+            return dep
+
+        await eventually(restored)
+        config_map = await eventually(lambda: core.read_namespaced_config_map("d-config", namespace))
+
+        # Someone edits a child by hand: replicas, image and a ConfigMap value.
+        await apps.patch_namespaced_deployment(
+            "d-inference",
+            namespace,
+            {
+                "spec": {
+                    "replicas": 7,
+                    "template": {"spec": {"containers": [{"name": "inference", "image": "evil"}]}},
+                }
+            },
+        )
+        await core.patch_namespaced_config_map(
+            "d-config", namespace, {"data": {"SENTIMENT_KAFKA_TOPIC": "other"}}
+        )
+
+        async def repaired() -> bool:
+            dep = await _deployment(api, namespace, "d-inference")
+            cm = await core.read_namespaced_config_map("d-config", namespace)
+            assert dep["spec"]["replicas"] == 1
+            assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith("worker:test")
+            assert cm.data["SENTIMENT_KAFKA_TOPIC"] == "messages"
+            return True
+
+        await eventually(repaired)
+        events = await _events(api, namespace, "d")
+
+    assert config_map.data["SENTIMENT_KAFKA_TOPIC"] == "messages"
+    assert ("Normal", "Restored", "Restored Deployment d-consumer") in events
+    assert ("Normal", "Restored", "Restored ConfigMap d-config") in events
+
+
+async def test_pause_scales_workers_to_zero_and_resume_restores(api, namespace, run_operator):
+    await create_secrets(api, namespace, "z")
+    with run_operator(namespace):
+        await _create(api, namespace, pipeline("z", namespace, consumer={"replicas": 2}))
+        await eventually(lambda: _deployment(api, namespace, "z-consumer"))
+
+        await _patch_spec(api, namespace, "z", {"state": "paused"})
+
+        async def paused() -> dict[str, Any]:
+            for name in ("z-consumer", "z-inference"):
+                dep = await _deployment(api, namespace, name)
+                assert dep["spec"]["replicas"] == 0
+                await _play_deployment_controller(api, namespace, name, ready=0)
+            cr = await _cr(api, namespace, "z")
+            assert cr["status"]["phase"] == "Paused"
+            assert "scaled to 0" in (await _condition(api, namespace, "z", "Ready"))["message"]
+            return cr
+
+        cr = await eventually(paused)
+        ready = await _condition(api, namespace, "z", "Ready")
+
+        await _patch_spec(api, namespace, "z", {"state": "running"})
+
+        async def resumed() -> dict[str, Any]:
+            dep = await _deployment(api, namespace, "z-consumer")
+            assert dep["spec"]["replicas"] == 2
+            cr = await _cr(api, namespace, "z")
+            assert cr["status"]["phase"] != "Paused"
+            return cr
+
+        await eventually(resumed)
+        inference = await _deployment(api, namespace, "z-inference")
+        events = await _events(api, namespace, "z")
+
+    assert ready["status"] == "False"
+    assert ready["reason"] == "Paused"
+    assert "scaled to 0" in ready["message"]
+    assert cr["status"]["consumerDesiredReplicas"] == 0
+    assert inference["spec"]["replicas"] == 1
+    assert ("Normal", "Paused", "state is paused") in events
+    assert ("Normal", "Resumed", "state is running") in events
+
+
+async def test_status_follows_the_deployments_status(api, namespace, run_operator):
+    await create_secrets(api, namespace, "s")
+    with run_operator(namespace):
+        await _create(api, namespace, pipeline("s", namespace, consumer={"replicas": 2}))
+        await eventually(lambda: _deployment(api, namespace, "s-inference"))
+        progressing = await eventually(lambda: _condition(api, namespace, "s", "Progressing"))
+        assert progressing["status"] == "True"
+
+        # Play the Deployment controller: every replica updated and ready.
+        await _play_deployment_controller(api, namespace, "s-consumer", ready=2)
+        await _play_deployment_controller(api, namespace, "s-inference", ready=1)
+
+        async def running() -> dict[str, Any]:
+            cr = await _cr(api, namespace, "s")
+            assert cr["status"]["phase"] == "Running", cr["status"]
+            return cr
+
+        cr = await eventually(running)
+        ready = await _condition(api, namespace, "s", "Ready")
+
+        # One consumer pod stops being ready.
+        await _play_deployment_controller(api, namespace, "s-consumer", ready=1)
+
+        async def not_ready() -> dict[str, Any]:
+            cond = await _condition(api, namespace, "s", "Ready")
+            assert cond["status"] == "False"
+            return cond
+
+        lost = await eventually(not_ready)
+        cr_after = await _cr(api, namespace, "s")
+
+    assert ready["status"] == "True"
+    assert ready["reason"] == "WorkersReady"
+    assert cr["status"]["consumerReplicas"] == 2
+    assert cr["status"]["inferenceReplicas"] == 1
+    assert cr["status"]["observedGeneration"] == cr["metadata"]["generation"]
+    assert "s-consumer" in lost["message"]
+    assert cr_after["status"]["phase"] == "Progressing"
+    assert cr_after["status"]["consumerReplicas"] == 1
+
+
+async def test_cross_field_error_is_reported_as_degraded_and_clears_when_fixed(api, namespace, run_operator):
+    await create_secrets(api, namespace, "x")
+    bad = {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 2}}
+    with run_operator(namespace):
+        await _create(api, namespace, pipeline("x", namespace, **bad))
+
+        async def degraded() -> dict[str, Any]:
+            cond = await _condition(api, namespace, "x", "Degraded")
+            assert cond["status"] == "True"
+            return cond
+
+        cond = await eventually(degraded)
+        deployments = await client.AppsV1Api(api).list_namespaced_deployment(namespace)
+        phase = (await _cr(api, namespace, "x"))["status"]["phase"]
+        events = await _events(api, namespace, "x")
+
+        await _patch_spec(api, namespace, "x", {"autoscaling": {"maxReplicas": 4}})
+
+        async def healed() -> dict[str, Any]:
+            c = await _condition(api, namespace, "x", "Degraded")
+            assert c["status"] == "False"
+            return c
+
+        await eventually(healed)
+        inference = await _deployment(api, namespace, "x-inference")
+
+    assert cond["reason"] == "InvalidSpec"
+    assert "autoscaling.minReplicas (3) must be <= autoscaling.maxReplicas (2)" in cond["message"]
+    assert phase == "Degraded"
+    assert deployments.items == [], "nothing is built from an invalid spec"
+    assert any(t == "Warning" and r == "InvalidSpec" for t, r, _ in events)
+    assert inference["spec"]["replicas"] == 3, "autoscaling starts at minReplicas"
+
+
+async def test_missing_secret_is_reported_by_name_and_clears_when_created(api, namespace, run_operator):
+    with run_operator(namespace):
+        await _create(api, namespace, pipeline("m", namespace))
+
+        async def degraded() -> dict[str, Any]:
+            cond = await _condition(api, namespace, "m", "Degraded")
+            assert cond["status"] == "True"
+            return cond
+
+        cond = await eventually(degraded)
+        await create_secrets(api, namespace, "m")
+
+        async def healed() -> dict[str, Any]:
+            c = await _condition(api, namespace, "m", "Degraded")
+            assert c["status"] == "False"
+            return c
+
+        await eventually(healed)
+
+    assert cond["reason"] == "SecretNotFound"
+    assert "'m-mongo'" in cond["message"]
+    assert "'m-mysql'" in cond["message"]
+
+
+async def test_operator_restart_neither_duplicates_nor_replaces_children(api, namespace, run_operator):
+    await create_secrets(api, namespace, "r")
+    await create_secrets(api, namespace, "late")
+    apps = client.AppsV1Api(api)
+    selector = f"{GROUP}/pipeline=r"
+    with run_operator(namespace):
+        await _create(api, namespace, pipeline("r", namespace))
+        await eventually(lambda: _deployment(api, namespace, "r-inference"))
+        before = await apps.list_namespaced_deployment(namespace, label_selector=selector)
+
+    # Created while no operator runs: picked up on start (resume), like everything else.
+    await _create(api, namespace, pipeline("late", namespace))
+    with run_operator(namespace):
+        await eventually(lambda: _deployment(api, namespace, "late-inference"))
+        status = await eventually(lambda: _condition(api, namespace, "r", "Progressing"))
+        after = await apps.list_namespaced_deployment(namespace, label_selector=selector)
+        config_maps = await client.CoreV1Api(api).list_namespaced_config_map(
+            namespace, label_selector=selector
+        )
+
+    assert sorted(d.metadata.name for d in after.items) == ["r-consumer", "r-inference"]
+    assert {d.metadata.uid: d.metadata.generation for d in after.items} == {
+        d.metadata.uid: d.metadata.generation for d in before.items
+    }
+    assert [c.metadata.name for c in config_maps.items] == ["r-config"]
+    assert status["type"] == "Progressing"
+
+
+async def test_inference_scales_with_the_backlog_the_workers_export(api, namespace, run_operator):
+    """The autoscaler scrapes the pods behind the metrics Service. This test plays the endpoints controller
+    (no controller-manager here): it points the Service's Endpoints at a real Prometheus exporter."""
+    await create_secrets(api, namespace, "a")
+    registry = CollectorRegistry()
+    backlog = Gauge("sentiment_inference_backlog_messages", "pending staged messages", registry=registry)
+    backlog.set(350)
+    ip, port = host_ip(), free_port()
+    server, thread = start_http_server(port, addr=ip, registry=registry)
+    try:
+        await client.CoreV1Api(api).create_namespaced_endpoints(
+            namespace,
+            {
+                "metadata": {"name": "a-metrics"},
+                "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "metrics", "port": port}]}],
+            },
+        )
+        spec = {
+            "autoscaling": {
+                "enabled": True,
+                "minReplicas": 1,
+                "maxReplicas": 5,
+                "targetBacklogPerReplica": 100,
+                "scaleDownStabilizationSeconds": 0,
+            }
+        }
+        with run_operator(namespace):
+            await _create(api, namespace, pipeline("a", namespace, **spec))
+
+            async def replicas(expected: int) -> dict[str, Any]:
+                dep = await _deployment(api, namespace, "a-inference")
+                assert dep["spec"]["replicas"] == expected, dep["spec"]["replicas"]
+                return dep
+
+            await eventually(lambda: replicas(4))  # ceil(350 / 100)
+            up = (await _cr(api, namespace, "a"))["status"]["autoscaling"]
+            backlog.set(0)
+            await eventually(lambda: replicas(1))  # back to minReplicas
+            down = (await _cr(api, namespace, "a"))["status"]["autoscaling"]
+            events = await _events(api, namespace, "a")
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+    assert up["backlog"] == 350
+    assert up["desiredReplicas"] == 4
+    assert down["backlog"] == 0
+    assert any(r == "Scaled" and "1 -> 4" in m for _, r, m in events)
+
+
+async def test_operator_exposes_metrics_and_a_liveness_probe(api, namespace, run_operator, operator_env):
+    await create_secrets(api, namespace, "h")
+    health = free_port()
+    with run_operator(namespace, f"--liveness=http://127.0.0.1:{health}/healthz"):
+        await _create(api, namespace, pipeline("h", namespace))
+        await eventually(lambda: _condition(api, namespace, "h", "Ready"))
+        async with aiohttp.ClientSession() as session:
+
+            async def probe() -> dict[str, Any]:
+                async with session.get(f"http://127.0.0.1:{health}/healthz") as response:
+                    assert response.status == 200
+                    return await response.json()  # type: ignore[no-any-return]
+
+            probed = await eventually(probe)
+            metrics_url = f"http://127.0.0.1:{operator_env['SENTIMENT_OPERATOR_METRICS_PORT']}/metrics"
+            async with session.get(metrics_url) as response:
+                exposition = await response.text()
+
+    assert probed["pipelines"] >= 1
+    assert 'sentiment_operator_reconciles_total{result="progressing",trigger="create"}' in exposition
+    assert "sentiment_operator_reconcile_duration_seconds_count" in exposition
+    assert 'sentiment_operator_children_applied_total{kind="Deployment"}' in exposition
