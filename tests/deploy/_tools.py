@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import hcl2
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO / "terraform"
@@ -56,6 +57,21 @@ def lint_tool(name: str) -> Path:
         assert result.returncode == 0, f"install-lint-tools.sh failed:\n{result.stdout}\n{result.stderr}"
     assert os.access(path, os.X_OK), f"{path} missing after scripts/install-lint-tools.sh"
     return path
+
+
+def helm() -> Path:
+    """The helm binary from scripts/install-helm.sh (installed on first use)."""
+    result = run(["bash", str(REPO / "scripts" / "install-helm.sh")], timeout=600)
+    assert result.returncode == 0, f"install-helm.sh failed:\n{result.stderr}"
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def helm_template(release: str, namespace: str, *args: str) -> list[dict[str, Any]]:
+    """The chart rendered by ``helm template`` (values schema enforced), as a list of manifests."""
+    chart = REPO / "charts" / "sentiment-pipeline"
+    result = run([str(helm()), "template", release, str(chart), "--namespace", namespace, *args])
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def load_hcl(path: Path) -> dict[str, Any]:
@@ -163,8 +179,8 @@ class TerraformSandbox:
             "chart_repository": "var.chart_repository",
             "chart_version": "var.chart_version",
             "chart_namespace": "var.chart_namespace",
-            "base_values_b64": 'base64encode(yamlencode({metabase = {ingress = {enabled = true}}}))',
-            "extra_values_b64": "base64encode(var.chart_values == \"\" ? \"{}\" : var.chart_values)",
+            "base_values_b64": "base64encode(yamlencode({metabase = {ingress = {enabled = true}}}))",
+            "extra_values_b64": 'base64encode(var.chart_values == "" ? "{}" : var.chart_values)',
             "install_sh_b64": f'base64encode(file("{install_sh}"))',
             **template_overrides,
         }

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy._tools import TERRAFORM_DIR, TerraformSandbox, lint_tool, run
+from tests.deploy._tools import REPO, TERRAFORM_DIR, TerraformSandbox, helm_template, lint_tool, run
 
 INSTALL_SH = TERRAFORM_DIR / "files" / "install-sentiment.sh"
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVzZWQgYnkgdGhlIGRlcGxveSB0ZXN0cw admin@laptop"
@@ -112,6 +112,36 @@ def test_extra_chart_values_are_passed_through_unchanged(sandbox: TerraformSandb
     assert _file(cloud_config, "/etc/sentiment/values-extra.yaml") == values
     base = yaml.safe_load(_file(cloud_config, "/etc/sentiment/values-base.yaml"))
     assert base == {"metabase": {"ingress": {"enabled": True}}}
+
+
+def test_the_chart_accepts_the_values_the_vm_passes_when_metabase_is_exposed(
+    sandbox: TerraformSandbox,
+) -> None:
+    # main.tf's base values with expose_metabase = true, rendered by Terraform's yamlencode.
+    host = "metabase.203.0.113.10.sslip.io"
+    expression = (
+        f'yamlencode({{metabase = {{ingress = {{enabled = true, className = "traefik", host = "{host}"}}}}}})'
+    )
+    values = sandbox.evaluate_string(expression)
+    main_tf = (TERRAFORM_DIR / "main.tf").read_text()
+    for key in ('className = "traefik"', "host      = local.metabase_host", "enabled   = true"):
+        assert key in main_tf, f"main.tf no longer passes {key}; update this test with it"
+    values_file = Path(sandbox.dir) / "values-base.yaml"
+    values_file.write_text(values)
+    manifests = helm_template("sentiment-pipeline", "sentiment", "--values", str(values_file))
+    (ingress,) = [m for m in manifests if m["kind"] == "Ingress"]
+    assert ingress["spec"]["ingressClassName"] == "traefik"
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == [host]
+    # docs/deploy-azure.md and the metabase_url output name this Service and port.
+    services = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Service"}
+    assert 3000 in [p["port"] for p in services["sentiment-pipeline-metabase"]["spec"]["ports"]]
+
+
+def test_the_default_chart_version_is_the_one_in_the_repository(sandbox: TerraformSandbox) -> None:
+    chart = yaml.safe_load((REPO / "charts" / "sentiment-pipeline" / "Chart.yaml").read_text())
+    assert sandbox.evaluate_string("var.chart_version") == chart["version"], (
+        "bump chart_version's default in terraform/variables.tf together with the chart"
+    )
 
 
 def _hcl_string(text: str) -> str:

@@ -8,13 +8,14 @@ release pushes images and the chart to GHCR with the job's own token.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.deploy._tools import REPO, WORKFLOWS_DIR, lint_tool, run
+from tests.deploy._tools import REPO, WORKFLOWS_DIR, helm_template, lint_tool, run
 
 EXPECTED = {"ci.yml", "e2e.yml", "infra.yml", "release.yml"}
 EXPRESSION = re.compile(r"\$\{\{.*?\}\}", re.DOTALL)
@@ -147,6 +148,43 @@ def test_e2e_goes_from_images_to_rows_in_mysql(workflows: dict[str, dict[str, An
         "FROM dw_messages",
     ):
         assert expected in runs, expected
+
+
+def test_e2e_helm_flags_install_the_built_images_and_what_the_later_steps_query(
+    workflows: dict[str, dict[str, Any]],
+) -> None:
+    e2e = workflows["e2e.yml"]
+    (install,) = [s["run"] for s in _steps(e2e) if "helm upgrade --install" in s.get("run", "")]
+    tag = "e2e-0123abc"
+    words = shlex.split(install.replace("\\\n", " ").replace("$TAG", tag))
+    flags = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+    assert flags, "the e2e install overrides the images"
+    env = e2e["env"]
+    args = [arg for flag in flags for arg in ("--set", flag)]
+    manifests = helm_template(env["RELEASE"], env["NAMESPACE"], *args)
+
+    containers = [
+        c
+        for m in manifests
+        if m["kind"] in {"Deployment", "StatefulSet", "Job"}
+        for c in m["spec"]["template"]["spec"]["containers"]
+    ]
+    operator = [c for c in containers if c["image"] == f"ghcr.io/sentiment-pipeline/operator:{tag}"]
+    assert operator and all(c["imagePullPolicy"] == "Never" for c in operator)
+    # The chart's own SentimentPipeline, waited for by name and read for topic and bootstrap servers.
+    pipelines = [m for m in manifests if m["kind"] == "SentimentPipeline"]
+    assert len(pipelines) == 1 and pipelines[0]["spec"]["source"]["topic"]
+    assert pipelines[0]["spec"]["source"]["bootstrapServers"]
+    rendered = yaml.safe_dump_all(manifests)
+    assert f"ghcr.io/sentiment-pipeline/worker:{tag}" in rendered
+    # The MySQL check execs into statefulset/$RELEASE-mysql and uses these variables.
+    (mysql,) = [
+        m
+        for m in manifests
+        if m["kind"] == "StatefulSet" and m["metadata"]["name"] == f"{env['RELEASE']}-mysql"
+    ]
+    names = {e["name"] for c in mysql["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
+    assert {"APP_USERNAME", "APP_PASSWORD", "MYSQL_DATABASE"} <= names
 
 
 def test_release_pushes_images_and_the_chart_to_ghcr_with_the_job_token(
