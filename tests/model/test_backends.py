@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +67,31 @@ def test_quantized_backends_agree_with_fp32_on_held_out_tweets(
     assert agreement >= min_agreement, f"{backend} agrees with fp32 on only {agreement:.1%}"
     assert quantized.labels == reference.labels == ["negative", "neutral", "positive"]
     assert all(0.0 < p.score <= 1.0 for p in got)
+
+
+def test_onnx_backend_tokenizes_exactly_like_the_transformers_tokenizer(tiny_model: Path) -> None:
+    onnx = load_classifier(str(tiny_model), "onnx-int8", max_length=24)
+    reference = load_classifier(str(tiny_model), "torch", max_length=24)
+    texts = [*SAMPLE_TEXTS, "word " * 100]
+    assert onnx.encoder.token_ids(texts) == reference.encoder.token_ids(texts)
+
+
+def test_cached_onnx_backend_runs_without_importing_torch(
+    tiny_model: Path, isolated_onnx_cache: Path
+) -> None:
+    """An onnx-int8 worker needs only onnxruntime + tokenizers once the export exists (smaller RSS)."""
+    load_classifier(str(tiny_model), "onnx-int8")  # make sure the export is cached
+    script = (
+        "import sys, json\n"
+        "from sentiment_workers.model import load_classifier\n"
+        f"c = load_classifier({str(tiny_model)!r}, 'onnx-int8')\n"
+        "p = c.predict(['good day', 'bad day'])\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'transformers': 'transformers' in sys.modules,"
+        " 'n': len(p)}))\n"
+    )
+    env = {**os.environ, "SENTIMENT_ONNX_CACHE_DIR": str(isolated_onnx_cache)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {"torch": False, "transformers": False, "n": 2}

@@ -19,20 +19,32 @@ class EncodedBatch:
 
 
 class TextEncoder:
-    """Wraps a Hugging Face tokenizer: truncates to ``max_length`` and pads per batch."""
+    """Truncates to ``max_length`` and pads per batch.
 
-    def __init__(self, tokenizer: Any, max_length: int) -> None:
+    Wraps either a ``transformers`` tokenizer or a bare ``tokenizers.Tokenizer`` (loaded from
+    ``tokenizer.json``; the ONNX backend uses it to stay free of torch and transformers).
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int, pad_id: int | None = None) -> None:
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {max_length}")
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.pad_id = int(tokenizer.pad_token_id or 0)
+        self._standalone = hasattr(tokenizer, "encode_batch")
+        if self._standalone:
+            tokenizer.no_padding()
+            tokenizer.enable_truncation(max_length)
+        if pad_id is None:
+            pad_id = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id = int(pad_id or 0)
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text (special tokens included, truncated), unpadded."""
         for position, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text #{position} is {type(text).__name__}, expected str")
+        if self._standalone:
+            return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
         encoded = self.tokenizer(
             list(texts),
             truncation=True,

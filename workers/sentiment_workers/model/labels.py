@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 SENTIMENT_3 = ("negative", "neutral", "positive")
 SENTIMENT_5 = ("very negative", "negative", "neutral", "positive", "very positive")
@@ -31,3 +32,16 @@ def resolve_labels(id2label: Mapping[int, str] | None, num_labels: int) -> list[
     if num_labels == len(SENTIMENT_5):
         return list(SENTIMENT_5)
     return [f"LABEL_{i}" for i in range(num_labels)]
+
+
+def labels_from_config(config: Mapping[str, Any]) -> list[str]:
+    """Label names from a parsed ``config.json`` (``id2label`` keys are strings there)."""
+    raw = config.get("id2label") or {}
+    if not isinstance(raw, Mapping):
+        raise ValueError("config.json id2label is not a mapping")
+    try:
+        id2label = {int(key): str(name) for key, name in raw.items()}
+    except ValueError as exc:
+        raise ValueError(f"config.json id2label has a non-integer id ({exc})") from None
+    num_labels = len(id2label) or int(config.get("num_labels", 2))
+    return resolve_labels(id2label, num_labels)

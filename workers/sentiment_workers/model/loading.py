@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from sentiment_workers.config import DEFAULT_MODEL, ModelBackend
 from sentiment_workers.model.contract import SentimentClassifier
 from sentiment_workers.model.errors import ModelLoadError
-from sentiment_workers.model.labels import resolve_labels
+from sentiment_workers.model.labels import labels_from_config
 from sentiment_workers.model.source import resolve_model
 from sentiment_workers.model.threads import default_threads
 
@@ -39,30 +41,34 @@ def load_classifier(
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
 
-    import torch
+    if backend is not ModelBackend.TORCH and device not in (None, "cpu"):
+        raise ValueError(f"the {backend.value} backend runs on cpu only, not {device!r}")
 
     from sentiment_workers.model.encoding import TextEncoder
 
     source = resolve_model(model)
     threads = threads or default_threads()
-    torch.set_num_threads(threads)
-    if device is None:
-        device = "cuda" if backend is ModelBackend.TORCH and torch.cuda.is_available() else "cpu"
-    elif backend is not ModelBackend.TORCH and device != "cpu":
-        raise ValueError(f"the {backend.value} backend runs on cpu only, not {device!r}")
+    if backend is ModelBackend.ONNX_INT8:
+        device = "cpu"  # torch is not even imported once the export is cached
+    else:
+        import torch
 
-    tokenizer = _load_tokenizer(str(source.path), model)
-    config = _load_config(str(source.path), model)
-    num_labels = int(config.num_labels)
+        torch.set_num_threads(threads)
+        if device is None:
+            device = "cuda" if backend is ModelBackend.TORCH and torch.cuda.is_available() else "cpu"
+
+    config = _read_config(source.path, model)
     try:
-        labels = resolve_labels(getattr(config, "id2label", None), num_labels)
+        labels = labels_from_config(config)
     except ValueError as exc:
         raise ModelLoadError(model, str(exc)) from exc
     # The tokenizer cannot take more positions than the model has.
-    max_positions = getattr(config, "max_position_embeddings", None)
-    if max_positions:
-        max_length = min(max_length, int(max_positions))
-    encoder = TextEncoder(tokenizer, max_length)
+    max_positions = config.get("max_position_embeddings")
+    if isinstance(max_positions, int) and max_positions > 0:
+        max_length = min(max_length, max_positions)
+    # onnx-int8 needs only the `tokenizers` library (no transformers, no torch) when tokenizer.json exists.
+    tokenizer = _load_tokenizer(source.path, model, standalone=backend is ModelBackend.ONNX_INT8)
+    encoder = TextEncoder(tokenizer, max_length, pad_id=config.get("pad_token_id"))
     common: dict[str, Any] = {
         "model_id": f"{source.name}@{source.short_hash}/{backend.value}",
         "labels": labels,
@@ -86,19 +92,24 @@ def load_classifier(
     return TorchClassifier(model=torch_model, encoder=encoder, **common)
 
 
-def _load_tokenizer(path: str, model: str) -> Any:
-    from transformers import AutoTokenizer
-
+def _read_config(path: Path, model: str) -> dict[str, Any]:
     try:
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(model, f"config.json: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ModelLoadError(model, "config.json is not a JSON object")
+    return config
+
+
+def _load_tokenizer(path: Path, model: str, *, standalone: bool) -> Any:
+    try:
+        if standalone and (path / "tokenizer.json").is_file():
+            from tokenizers import Tokenizer
+
+            return Tokenizer.from_file(str(path / "tokenizer.json"))
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # tokenizers and transformers raise many types for a bad folder
         raise ModelLoadError(model, f"tokenizer: {type(exc).__name__}: {exc}") from exc
-
-
-def _load_config(path: str, model: str) -> Any:
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(path, local_files_only=True)
-    except Exception as exc:  # bad JSON, unknown model_type, ...
-        raise ModelLoadError(model, f"config: {type(exc).__name__}: {exc}") from exc
