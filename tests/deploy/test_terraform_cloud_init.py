@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -93,6 +94,14 @@ def test_pinned_versions_and_checksums_reach_the_vm(
     assert env["CHART_REPOSITORY"] == "oci://ghcr.io/sentiment-pipeline/charts"
     unit = _file(cloud_config, "/etc/systemd/system/k3s.service")
     assert "ExecStart=/usr/local/bin/k3s server" in unit
+
+
+def test_every_file_the_installer_reads_is_written_by_cloud_init(cloud_config: dict[str, Any]) -> None:
+    written = {entry["path"] for entry in cloud_config["write_files"]}
+    script = INSTALL_SH.read_text()
+    read = set(re.findall(r"/etc/sentiment/[\w.-]+", script))
+    assert read and read <= written, f"not written by cloud-init: {read - written}"
+    assert "/etc/systemd/system/k3s.service" in written and "enable --now k3s.service" in script
 
 
 def test_k3s_keeps_its_kubeconfig_private_and_serves_the_public_ip(cloud_config: dict[str, Any]) -> None:
