@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "k8s-manifests/crds/sentimentpipelines.yaml"
@@ -54,7 +55,7 @@ T = TypeVar("T")
 
 
 async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.2) -> T:
-    """Poll ``check`` until it returns without AssertionError (and not None/False); re-raise at the end."""
+    """Poll ``check`` until it returns without AssertionError or a 404 (and not None/False)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -63,6 +64,10 @@ async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 30.0
                 return result
             last: BaseException = AssertionError(f"{check.__name__} returned {result!r}")
         except AssertionError as exc:
+            last = exc
+        except ApiException as exc:
+            if exc.status != 404:  # not there yet: keep polling; any other API error is a failure
+                raise
             last = exc
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout}s: {last}") from last

@@ -1,0 +1,92 @@
+"""Pure builders: the same spec always gives the same manifests; changes land exactly where they should."""
+
+from __future__ import annotations
+
+from sentiment_operator.builders import (
+    CONSUMER,
+    INFERENCE,
+    Owner,
+    build_children,
+    build_deployment,
+    config_hash,
+    desired_replicas,
+    worker_settings,
+)
+from sentiment_operator.spec import parse_spec
+from sentiment_workers.config import WorkerConfig
+
+OWNER = Owner(name="p", namespace="ns", uid="1234")
+BASE = {
+    "source": {"bootstrapServers": "k:9092", "topic": "t"},
+    "staging": {"mongoSecretRef": {"name": "mongo"}},
+    "sink": {"host": "db", "port": 3307, "secretRef": {"name": "mysql"}},
+}
+
+
+def test_worker_settings_are_read_back_by_the_workers_own_config():
+    spec = parse_spec({**BASE, "model": {"name": "m", "backend": "torch-int8", "batchSize": 8}})
+    config = WorkerConfig.model_validate(
+        {k.removeprefix("SENTIMENT_").lower(): v for k, v in worker_settings(spec).items()}
+    )
+    assert config.kafka_topic == "t"
+    assert config.mysql_port == 3307
+    assert config.model_name == "m"
+    assert config.model_backend == "torch-int8"
+    assert config.model_batch_size == 8
+
+
+def test_model_change_touches_only_the_inference_hash():
+    before, after = parse_spec(BASE), parse_spec({**BASE, "model": {"name": "other"}})
+    assert config_hash(before, INFERENCE) != config_hash(after, INFERENCE)
+    assert config_hash(before, CONSUMER) == config_hash(after, CONSUMER)
+
+
+def test_topic_change_touches_only_the_consumer_hash():
+    after = parse_spec({**BASE, "source": {"bootstrapServers": "k:9092", "topic": "other"}})
+    assert config_hash(parse_spec(BASE), CONSUMER) != config_hash(after, CONSUMER)
+    assert config_hash(parse_spec(BASE), INFERENCE) == config_hash(after, INFERENCE)
+
+
+def test_builders_are_deterministic():
+    spec = parse_spec(BASE)
+    assert build_children(spec, OWNER, default_image="img") == build_children(
+        spec, OWNER, default_image="img"
+    )
+
+
+def test_paused_means_zero_and_autoscaling_is_clamped():
+    paused = parse_spec({**BASE, "state": "paused", "consumer": {"replicas": 3}})
+    assert desired_replicas(paused, CONSUMER) == 0
+    assert desired_replicas(paused, INFERENCE, autoscaled=4) == 0
+    scaled = parse_spec({**BASE, "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 3}})
+    assert desired_replicas(scaled, INFERENCE) == 2
+    assert desired_replicas(scaled, INFERENCE, autoscaled=9) == 3
+
+
+def test_service_monitor_only_when_asked_and_available():
+    spec = parse_spec(BASE)
+    kinds = [c["kind"] for c in build_children(spec, OWNER, default_image="i", service_monitor=True)]
+    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Service", "ServiceMonitor"]
+    off = parse_spec({**BASE, "metrics": {"serviceMonitor": {"enabled": False}}})
+    assert "ServiceMonitor" not in [
+        c["kind"] for c in build_children(off, OWNER, default_image="i", service_monitor=True)
+    ]
+
+
+def test_placement_is_passed_through():
+    spec = parse_spec(
+        {
+            **BASE,
+            "inference": {
+                "image": "custom:1",
+                "nodeSelector": {"gpu": "yes"},
+                "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}],
+                "resources": {"limits": {"cpu": 2, "memory": "3Gi"}},
+            },
+        }
+    )
+    pod = build_deployment(spec, OWNER, INFERENCE, default_image="i")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"gpu": "yes"}
+    assert pod["tolerations"] == [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["containers"][0]["image"] == "custom:1"
+    assert pod["containers"][0]["resources"] == {"limits": {"cpu": 2, "memory": "3Gi"}}

@@ -1,0 +1,49 @@
+"""The operator's spec model: what the CRD schema cannot say (cross-field rules), with readable messages."""
+
+from __future__ import annotations
+
+import pytest
+from sentiment_operator.spec import InvalidSpec, PipelineSpec, parse_spec
+
+REQUIRED = {
+    "source": {"bootstrapServers": "k:9092", "topic": "t"},
+    "staging": {"mongoSecretRef": {"name": "mongo"}},
+    "sink": {"host": "db", "secretRef": {"name": "mysql"}},
+}
+
+
+def test_minimal_spec_takes_documented_defaults():
+    spec = parse_spec(REQUIRED)
+    assert spec.state == "running"
+    assert spec.model.name == "default"
+    assert spec.sink.table == "dw_messages"
+    assert spec.autoscaling.enabled is False
+
+
+def test_autoscaling_min_above_max_names_both_fields():
+    with pytest.raises(InvalidSpec) as raised:
+        parse_spec({**REQUIRED, "autoscaling": {"minReplicas": 3, "maxReplicas": 2}})
+    assert str(raised.value) == (
+        "spec.autoscaling: autoscaling.minReplicas (3) must be <= autoscaling.maxReplicas (2)"
+    )
+
+
+def test_sasl_without_a_secret_is_rejected():
+    source = {**REQUIRED["source"], "securityProtocol": "SASL_SSL"}
+    with pytest.raises(InvalidSpec, match=r"needs source\.authSecretRef"):
+        parse_spec({**REQUIRED, "source": source})
+
+
+def test_unknown_fields_are_rejected_rather_than_ignored():
+    with pytest.raises(InvalidSpec, match=r"spec\.sink\.password"):
+        parse_spec({**REQUIRED, "sink": {**REQUIRED["sink"], "password": "x"}})
+
+
+def test_every_referenced_secret_is_listed_with_the_keys_read_from_it():
+    source = {**REQUIRED["source"], "securityProtocol": "SASL_PLAINTEXT", "authSecretRef": {"name": "kafka"}}
+    spec = PipelineSpec.model_validate({**REQUIRED, "source": source})
+    assert spec.secret_refs() == {
+        "kafka": ("password", "username"),
+        "mongo": ("uri",),
+        "mysql": ("password", "username"),
+    }
