@@ -45,6 +45,7 @@ from sentiment_workers.adapters.mysql import Warehouse, WarehouseRow, upsert_sql
 from sentiment_workers.config import WorkerConfig  # noqa: E402
 from sentiment_workers.consumer import StagingConsumer  # noqa: E402
 from sentiment_workers.inference import InferenceWorker  # noqa: E402
+from sentiment_workers.logging import configure_logging  # noqa: E402
 from sentiment_workers.messages import SourceRecord, StagedMessage, parse_record, utcnow  # noqa: E402
 from sentiment_workers.metrics import PipelineMetrics  # noqa: E402
 from sentiment_workers.model import SentimentClassifier, default_model_dir, load_classifier  # noqa: E402
@@ -277,6 +278,7 @@ async def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="Print the results as JSON too.")
     args = parser.parse_args()
+    configure_logging("WARNING", "console")
 
     messages = list(dataset_messages(args.dataset, limit=args.limit))
     texts = [m["comment"] for m in messages]
