@@ -83,12 +83,9 @@ async def _run(n: int, kubeconfig: Path, operator_pid: int) -> dict[str, float]:
     await config.load_kube_config(str(kubeconfig), client_configuration=configuration, persist_config=False)
     async with client.ApiClient(configuration=configuration) as api:
         core, apps, objects = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
-        await core.create_namespaced_secret(
-            NAMESPACE, {"metadata": {"name": "mongo"}, "stringData": {"uri": "x"}}
-        )
-        await core.create_namespaced_secret(
-            NAMESPACE, {"metadata": {"name": "mysql"}, "stringData": {"username": "u", "password": "p"}}
-        )
+        for name, data in (("mongo", {"uri": "x"}), ("mysql", {"username": "u", "password": "p"})):
+            secret = client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
+            await core.create_namespaced_secret(NAMESPACE, secret)
         rss_idle = _memory_kib(operator_pid)["VmRSS"]
         started = time.perf_counter()
         await asyncio.gather(
@@ -133,7 +130,10 @@ async def _run(n: int, kubeconfig: Path, operator_pid: int) -> dict[str, float]:
                 }
             }
             await apps.patch_namespaced_deployment_status(
-                dep.metadata.name, NAMESPACE, body, _content_type=MERGE
+                dep.metadata.name,
+                NAMESPACE,
+                body,
+                _content_type=MERGE,  # type: ignore[call-arg]
             )
         writes = time.perf_counter() - status_started
 

@@ -105,7 +105,7 @@ async def api(cluster: Cluster) -> AsyncIterator[client.ApiClient]:
 async def namespace(api: client.ApiClient) -> AsyncIterator[str]:
     """A fresh namespace per test (never deleted: no namespace controller runs on this cluster)."""
     name = f"op-{uuid.uuid4().hex[:8]}"
-    await client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    await client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
 
 

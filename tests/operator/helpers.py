@@ -92,11 +92,9 @@ def pipeline(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
 
 async def create_secrets(api: client.ApiClient, namespace: str, name: str) -> None:
     core = client.CoreV1Api(api)
-    await core.create_namespaced_secret(
-        namespace,
-        {"metadata": {"name": f"{name}-mongo"}, "stringData": {"uri": "mongodb://placeholder:27017"}},
-    )
-    await core.create_namespaced_secret(
-        namespace,
-        {"metadata": {"name": f"{name}-mysql"}, "stringData": {"username": "u", "password": "placeholder"}},
-    )
+    for suffix, data in (
+        ("mongo", {"uri": "mongodb://placeholder:27017"}),
+        ("mysql", {"username": "u", "password": "p"}),
+    ):
+        secret = client.V1Secret(metadata=client.V1ObjectMeta(name=f"{name}-{suffix}"), string_data=data)
+        await core.create_namespaced_secret(namespace, secret)

@@ -100,7 +100,7 @@ async def test_schema_rejects_invalid_specs_with_the_field_named(
             GROUP, VERSION, namespace, PLURAL, body
         )
     assert raised.value.status == 422
-    assert expected in raised.value.body
+    assert expected in str(raised.value.body)
 
 
 async def test_credentials_cannot_be_inlined(api: client.ApiClient, namespace: str):

@@ -28,25 +28,31 @@ HASH = f"{GROUP}/config-hash"
 
 
 async def _create(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-    return await client.CustomObjectsApi(api).create_namespaced_custom_object(  # type: ignore[no-any-return]
+    return await client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, body
     )
 
 
 async def _patch_spec(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
     await client.CustomObjectsApi(api).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name, {"spec": spec}, _content_type=MERGE
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        name,
+        {"spec": spec},
+        _content_type=MERGE,  # type: ignore[call-arg]
     )
 
 
 async def _cr(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    return await client.CustomObjectsApi(api).get_namespaced_custom_object(  # type: ignore[no-any-return]
+    return await client.CustomObjectsApi(api).get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, name
     )
 
 
 def _as_dict(api: client.ApiClient, obj: Any) -> dict[str, Any]:
-    return api.sanitize_for_serialization(obj)  # type: ignore[no-any-return]
+    return api.sanitize_for_serialization(obj)
 
 
 async def _deployment(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
@@ -61,7 +67,7 @@ async def _condition(api: client.ApiClient, namespace: str, name: str, ctype: st
     status = (await _cr(api, namespace, name)).get("status") or {}
     for cond in status.get("conditions") or []:
         if cond["type"] == ctype:
-            return cond  # type: ignore[no-any-return]
+            return cond
     raise AssertionError(f"no {ctype} condition in {status}")
 
 
@@ -86,7 +92,12 @@ async def _play_deployment_controller(api: client.ApiClient, namespace: str, nam
         "readyReplicas": ready,
         "availableReplicas": ready,
     }
-    await apps.patch_namespaced_deployment_status(name, namespace, {"status": status}, _content_type=MERGE)
+    await apps.patch_namespaced_deployment_status(
+        name,
+        namespace,
+        {"status": status},
+        _content_type=MERGE,  # type: ignore[call-arg]
+    )
 
 
 async def test_create_builds_owned_children_from_the_spec(api, namespace, run_operator):
@@ -428,10 +439,15 @@ async def test_inference_scales_with_the_backlog_the_workers_export(api, namespa
     try:
         await client.CoreV1Api(api).create_namespaced_endpoints(
             namespace,
-            {
-                "metadata": {"name": "a-metrics"},
-                "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "metrics", "port": port}]}],
-            },
+            client.V1Endpoints(
+                metadata=client.V1ObjectMeta(name="a-metrics"),
+                subsets=[
+                    client.V1EndpointSubset(
+                        addresses=[client.V1EndpointAddress(ip=ip)],
+                        ports=[client.CoreV1EndpointPort(name="metrics", port=port)],
+                    )
+                ],
+            ),
         )
         spec = {
             "autoscaling": {
@@ -477,7 +493,7 @@ async def test_operator_exposes_metrics_and_a_liveness_probe(api, namespace, run
             async def probe() -> dict[str, Any]:
                 async with session.get(f"http://127.0.0.1:{health}/healthz") as response:
                     assert response.status == 200
-                    return await response.json()  # type: ignore[no-any-return]
+                    return await response.json()
 
             probed = await eventually(probe)
             metrics_url = f"http://127.0.0.1:{operator_env['SENTIMENT_OPERATOR_METRICS_PORT']}/metrics"

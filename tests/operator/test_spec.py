@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sentiment_operator.spec import InvalidSpec, PipelineSpec, parse_spec
 
-REQUIRED = {
+REQUIRED: dict[str, Any] = {
     "source": {"bootstrapServers": "k:9092", "topic": "t"},
     "staging": {"mongoSecretRef": {"name": "mongo"}},
     "sink": {"host": "db", "secretRef": {"name": "mysql"}},
