@@ -4,6 +4,7 @@ the /metrics endpoint the workers expose."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -12,7 +13,7 @@ from sentiment_workers.metrics import PipelineMetrics
 from sentiment_workers.runner import serve_metrics
 
 from tests.dataplane.conftest import ROOT, free_port
-from tests.dataplane.helpers import create_topic
+from tests.dataplane.helpers import create_topic, messages, produce, wait_until
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -66,6 +67,48 @@ async def test_produce_consume_infer_report_from_the_command_line(
         "SENTIMENT_MYSQL_PASSWORD": services.env["BI_MYSQL_PASSWORD"],
     }
     assert "total messages: 26" in cli("report", env=bi_env).stdout
+
+
+async def test_sigterm_stops_the_consumer_cleanly_with_offsets_committed(services, config, store):
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from sentiment_workers.adapters.kafka import connection_options
+
+    await create_topic(config, partitions=1)
+    await produce(config, messages(40, "sig"))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from sentiment_workers.cli import main; main()",
+            "consume",
+            "--session-timeout-ms",
+            "1500",
+        ],
+        env=services.worker_env(config),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        await wait_until(lambda: _count_at_least(store, 40), what="40 staged")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "stop requested" in stderr and "consumer stopped" in stderr
+    probe = AIOKafkaConsumer(**connection_options(config), group_id=config.kafka_group_id)
+    await probe.start()
+    try:
+        assert await probe.committed(TopicPartition(config.kafka_topic, 0)) == 40
+    finally:
+        await probe.stop()
+
+
+async def _count_at_least(store, n: int) -> bool:
+    return await store.messages.count_documents({}) >= n
 
 
 def test_bad_configuration_is_a_clear_error(services, config):

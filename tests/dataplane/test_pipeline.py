@@ -98,6 +98,11 @@ async def test_n_messages_make_exactly_n_rows_even_when_resent_and_replayed(
             == n
         )
     assert sample_value(metrics, "sentiment_end_to_end_latency_seconds_count") == N
+    for partition in ("0", "1", "2"):  # the consumer caught up with every partition
+        lag = metrics.registry.get_sample_value(
+            "sentiment_consumer_lag_messages", {"topic": config.kafka_topic, "partition": partition}
+        )
+        assert lag == 0
 
 
 async def test_rows_carry_the_message_and_its_prediction(config, store, warehouse, classifier, metrics):

@@ -132,7 +132,9 @@ class InferenceWorker:
             now = time.monotonic()
             idle_since = idle_since or now
             if exit_when_idle is not None and now - idle_since >= exit_when_idle:
-                if await self._mongo(self.store.count_backlog) == 0:
+                backlog = await self._mongo(self.store.count_backlog)
+                self.metrics.pending_backlog.set(backlog)
+                if backlog == 0:
                     log.info("backlog empty, exiting", idle_s=exit_when_idle)
                     break
                 idle_since = now

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -178,9 +177,18 @@ class Warehouse:
 
     async def ensure_schema(self) -> None:
         """Create the fact table if missing (idempotent; run at worker start)."""
-        with warnings.catch_warnings():  # "table already exists" is a note, not a problem
-            warnings.simplefilter("ignore", pymysql.Warning)
-            await self._execute(create_table_sql(self.table))
+        conn = await self.pool.acquire()
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute("SET SESSION sql_notes = 0")  # "already exists" is no news
+                await cur.execute(create_table_sql(self.table))
+                await cur.execute("SET SESSION sql_notes = 1")
+            await conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            self.pool.release(conn)
 
     async def upsert(self, rows: Sequence[WarehouseRow]) -> None:
         """Write a batch in ONE transaction (executemany, ``ON DUPLICATE KEY UPDATE``)."""
