@@ -68,6 +68,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     for batch_size in args.batch_sizes:
         classifier.batch_size = batch_size
         sample = texts if batch_size > 1 else texts[: max(64, args.texts // 4)]
+        classifier.predict(sample[:batch_size])  # warm-up at this batch size
         started = time.perf_counter()
         for start in range(0, len(sample), batch_size):
             classifier.predict(sample[start : start + batch_size])

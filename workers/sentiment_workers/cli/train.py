@@ -19,7 +19,7 @@ def train(
     ),
     seed: Annotated[int, typer.Option(help="Seed for the split, the sample and the weights.")] = 42,
     validation_fraction: Annotated[float, typer.Option(min=0.01, max=0.9)] = 0.1,
-    per_class: Annotated[int, typer.Option(min=10, help="Balanced training sample per label.")] = 3500,
+    per_class: Annotated[int, typer.Option(min=10, help="Balanced training sample per label.")] = 6000,
     epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 8e-5,
     weight_decay: Annotated[float, typer.Option(min=0.0)] = 0.01,

@@ -14,7 +14,7 @@ class TrainingSettings(BaseModel):
     base_model: str = Field(DEFAULT_BASE_MODEL, description="Package name or a local model directory.")
     seed: int = 42
     validation_fraction: float = Field(0.1, gt=0, lt=1)
-    per_class: int = Field(3500, ge=10, description="Balanced training sample: examples per label.")
+    per_class: int = Field(6000, ge=10, description="Balanced training sample: examples per label.")
     epochs: float = Field(1.0, gt=0)
     learning_rate: float = Field(8e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
