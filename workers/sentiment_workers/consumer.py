@@ -80,13 +80,19 @@ class StagingConsumer:
         consumer.subscribe([self.config.kafka_topic], listener=_DrainOnRevoke(self.queue))
         await consumer.start()
         log.info("consumer started", topic=self.config.kafka_topic, group=self.config.kafka_group_id)
+        fetcher = asyncio.create_task(self._fetch_loop(consumer, stop, exit_when_idle), name="fetch")
         storer = asyncio.create_task(self._store_loop(consumer), name="store")
         try:
-            await self._fetch_loop(consumer, stop, exit_when_idle)
-        finally:
-            if not storer.done():
-                await self.queue.put(None)
+            await asyncio.wait({fetcher, storer}, return_when=asyncio.FIRST_COMPLETED)
+            if storer.done():  # the store task only ends early by failing: stop fetching, re-raise
+                fetcher.cancel()
+                storer.result()
+            await fetcher  # stopped (or failed): no more batches will be queued
+            await self.queue.put(None)
             await storer  # drain: store and commit everything fetched
+        finally:
+            for task in (fetcher, storer):
+                task.cancel()
             await consumer.stop()  # leaves the group
             log.info("consumer stopped", batches=self.committed_batches)
 
