@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup services services-down cluster cluster-down demo test test-all lint format bench train chart-lint clean
+.PHONY: help setup services services-down cluster cluster-down demo test test-all lint format bench train chart-lint chart-sync images clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -52,8 +52,16 @@ bench: setup ## Benchmarks: model runtime, pipeline, operator (numbers go to doc
 train: setup ## Retrain the default model from packaged parts (models/sentiment-minilm)
 	$(VENV)/bin/sentiment-pipeline train
 
-chart-lint: ## helm lint the chart
-	@helm=$$(bash scripts/install-helm.sh) && $$helm lint charts/sentiment-pipeline
+chart-lint: ## helm lint --strict the chart, and check its CRD/RBAC copies match k8s-manifests
+	@helm=$$(bash scripts/install-helm.sh) && $$helm lint --strict charts/sentiment-pipeline
+	@bash scripts/sync-crds.sh --check
+
+chart-sync: ## Copy the CRD and operator RBAC from k8s-manifests into the chart
+	@bash scripts/sync-crds.sh
+
+images: ## Build the operator and worker images (needs a Docker engine)
+	docker build -f docker/operator.Dockerfile -t ghcr.io/sentiment-pipeline/operator:dev .
+	docker build -f docker/worker.Dockerfile -t ghcr.io/sentiment-pipeline/worker:dev .
 
 clean: services-down cluster-down ## Stop everything and remove local state (.dev)
 	rm -rf .dev

@@ -29,6 +29,11 @@ COPY operator/ operator/
 RUN pip install ".[workers,model]" \
     && python -m compileall -q /opt/venv/lib \
     && pip uninstall --yes pip setuptools wheel
+# The default model, with its onnx-int8 export built now: the runtime finds <model>/onnx/<hash>/ before any cache,
+# so pods on a read-only root filesystem never export or quantize at start.
+COPY models/sentiment-minilm/ /opt/sentiment/models/sentiment-minilm/
+RUN HF_HUB_OFFLINE=1 python -m sentiment_workers.model.prepare \
+      --model /opt/sentiment/models/sentiment-minilm --into-model-dir
 
 FROM python:3.11.13-slim-bookworm AS runtime
 ARG VERSION=0.1.0
@@ -43,7 +48,7 @@ RUN groupadd --system --gid 10001 sentiment \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin sentiment
 COPY --from=build /opt/venv /opt/venv
-COPY --chown=root:root models/sentiment-minilm/ /opt/sentiment/models/sentiment-minilm/
+COPY --from=build --chown=root:root /opt/sentiment/models/ /opt/sentiment/models/
 # Read-only root FS: everything that writes goes to /tmp (an emptyDir in the pod). Offline by default.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
