@@ -140,7 +140,9 @@ def test_worker_bakes_in_the_model_and_stays_offline() -> None:
     assert any(args.endswith(f"models/sentiment-minilm/ {MODEL_DIR}/") for args in build.all("COPY"))
     # The onnx-int8 export is built into the model folder at image build time, not at pod start.
     assert any("sentiment_workers.model.prepare" in r and "--into-model-dir" in r for r in build.all("RUN"))
-    assert any(args.startswith("--from=build") and "/opt/sentiment/models/" in args for args in runtime.all("COPY"))
+    assert any(
+        args.startswith("--from=build") and "/opt/sentiment/models/" in args for args in runtime.all("COPY")
+    )
     assert runtime.all("EXPOSE") == ["9000"] and env["SENTIMENT_METRICS_PORT"] == "9000"
     assert json.loads(runtime.all("ENTRYPOINT")[-1]) == ["sentiment-pipeline"]
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())

@@ -36,7 +36,9 @@ class WorkerConfig(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
     kafka_topic: str = Field("messages", description="Topic carrying the raw text messages.")
     kafka_group_id: str = Field("sentiment-consumer", description="Consumer group of the consumer workers.")
-    kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
     kafka_sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
