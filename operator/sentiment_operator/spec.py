@@ -13,7 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
-from sentiment_workers.config import DEFAULT_MODEL, ModelBackend
+from sentiment_workers.config import (
+    DEFAULT_MODEL,
+    KafkaSaslMechanism,
+    KafkaSecurityProtocol,
+    ModelBackend,
+)
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 SQL_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -37,27 +42,14 @@ class State(StrEnum):
     PAUSED = "paused"
 
 
-class SecurityProtocol(StrEnum):
-    PLAINTEXT = "PLAINTEXT"
-    SSL = "SSL"
-    SASL_PLAINTEXT = "SASL_PLAINTEXT"
-    SASL_SSL = "SASL_SSL"
-
-
-class SaslMechanism(StrEnum):
-    PLAIN = "PLAIN"
-    SCRAM_SHA_256 = "SCRAM-SHA-256"
-    SCRAM_SHA_512 = "SCRAM-SHA-512"
-
-
 class Source(_Model):
     """Kafka: where raw messages come from. The auth Secret holds keys ``username`` and ``password``."""
 
     bootstrap_servers: str = Field(min_length=1)
     topic: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
     consumer_group: str = Field("sentiment-consumer", min_length=1)
-    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
-    sasl_mechanism: SaslMechanism = SaslMechanism.PLAIN
+    security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
+    sasl_mechanism: KafkaSaslMechanism = KafkaSaslMechanism.PLAIN
     auth_secret_ref: SecretRef | None = None
 
     @model_validator(mode="after")

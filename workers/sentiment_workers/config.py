@@ -23,6 +23,23 @@ class ModelBackend(StrEnum):
     ONNX_INT8 = "onnx-int8"
 
 
+class KafkaSecurityProtocol(StrEnum):
+    """How the workers talk to Kafka."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class KafkaSaslMechanism(StrEnum):
+    """SASL mechanism for the SASL_* protocols."""
+
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
 DEFAULT_MODEL = "default"
 """Sentinel model name: the offline model shipped with the project (see models/)."""
 
@@ -36,10 +53,8 @@ class WorkerConfig(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
     kafka_topic: str = Field("messages", description="Topic carrying the raw text messages.")
     kafka_group_id: str = Field("sentiment-consumer", description="Consumer group of the consumer workers.")
-    kafka_security_protocol: str = Field(
-        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
-    )
-    kafka_sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    kafka_security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
+    kafka_sasl_mechanism: KafkaSaslMechanism = KafkaSaslMechanism.PLAIN
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
 

@@ -14,16 +14,12 @@ from aiokafka.helpers import create_ssl_context
 
 from sentiment_workers.config import WorkerConfig
 
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SSL_CAFILE_ENV = "SENTIMENT_KAFKA_SSL_CAFILE"
 
 
 def connection_options(config: WorkerConfig) -> dict[str, Any]:
     """Bootstrap servers and security keyword arguments shared by producers and consumers."""
-    protocol = config.kafka_security_protocol.upper()
-    if protocol not in SECURITY_PROTOCOLS:
-        raise ValueError(f"kafka_security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
+    protocol = config.kafka_security_protocol.value  # validated by WorkerConfig
     options: dict[str, Any] = {
         "bootstrap_servers": [s.strip() for s in config.kafka_bootstrap_servers.split(",") if s.strip()],
         "security_protocol": protocol,
@@ -31,9 +27,7 @@ def connection_options(config: WorkerConfig) -> dict[str, Any]:
     if protocol in ("SSL", "SASL_SSL"):
         options["ssl_context"] = create_ssl_context(cafile=os.environ.get(SSL_CAFILE_ENV) or None)
     if protocol.startswith("SASL_"):
-        mechanism = (config.kafka_sasl_mechanism or "PLAIN").upper()
-        if mechanism not in SASL_MECHANISMS:
-            raise ValueError(f"kafka_sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)}")
+        mechanism = config.kafka_sasl_mechanism.value
         if not config.kafka_sasl_username or config.kafka_sasl_password is None:
             raise ValueError(f"{protocol} needs kafka_sasl_username and kafka_sasl_password")
         options.update(
