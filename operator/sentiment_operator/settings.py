@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sentiment_workers.config import BACKLOG_METRIC
 
 
 class OperatorSettings(BaseSettings):
@@ -18,7 +19,7 @@ class OperatorSettings(BaseSettings):
     metrics_port: int = Field(8080, ge=0, le=65535, description="Operator /metrics; 0 disables it.")
     health_port: int = Field(8081, ge=1, le=65535, description="Liveness endpoint /healthz.")
     backlog_metric: str = Field(
-        "sentiment_inference_backlog_messages",
+        BACKLOG_METRIC,
         description="Gauge of pending staged messages exported by the inference workers.",
     )
     backlog_scrape_timeout_seconds: float = Field(2.0, gt=0)

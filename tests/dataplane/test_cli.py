@@ -132,7 +132,7 @@ def test_metrics_endpoint_serves_prometheus_text():
         "sentiment_batch_size_messages_bucket",
         "sentiment_inference_duration_seconds_bucket",
         "sentiment_texts_classified_total",
-        "sentiment_pending_messages",
+        "sentiment_inference_backlog_messages",
         "sentiment_end_to_end_latency_seconds_bucket",
     ):
         assert name in body or f"# TYPE {name.rsplit('_bucket', 1)[0]}" in body

@@ -55,7 +55,7 @@ async def test_worker_classifies_the_backlog_in_batches(config, store, warehouse
     assert await staging_states(store) == {"done": 100}
     assert sample_value(metrics, "sentiment_batch_size_messages_count", {"stage": "infer"}) == 4  # 32+32+32+4
     assert sample_value(metrics, "sentiment_inference_duration_seconds_count") == 4
-    assert metrics.registry.get_sample_value("sentiment_pending_messages") == 0
+    assert metrics.registry.get_sample_value("sentiment_inference_backlog_messages") == 0
 
 
 async def test_a_claim_takes_three_round_trips_whatever_its_size(config, store):

@@ -40,6 +40,10 @@ class KafkaSaslMechanism(StrEnum):
     SCRAM_SHA_512 = "SCRAM-SHA-512"
 
 
+BACKLOG_METRIC = "sentiment_inference_backlog_messages"
+"""Gauge of staged messages not yet classified, exported by the inference workers and read by the operator's
+autoscaler: part of the contract between the two."""
+
 DEFAULT_MODEL = "default"
 """Sentinel model name: the offline model shipped with the project (see models/)."""
 

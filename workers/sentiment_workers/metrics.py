@@ -9,6 +9,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import REGISTRY
 
+from sentiment_workers.config import BACKLOG_METRIC
+
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -57,7 +59,7 @@ class PipelineMetrics:
             registry=r,
         )
         self.pending_backlog = Gauge(
-            "sentiment_pending_messages",
+            BACKLOG_METRIC,
             "Staged messages not yet classified (pending or leased).",
             registry=r,
         )
