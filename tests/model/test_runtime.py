@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sentiment_workers.model import ModelLoadError, Prediction, load_classifier
@@ -52,8 +53,9 @@ def test_a_single_string_is_rejected_rather_than_split_into_characters(tiny_mode
 
 
 def test_non_text_items_get_a_clear_error(tiny_model: Path) -> None:
+    mixed: list[Any] = ["fine", 3]
     with pytest.raises(TypeError, match=r"text #1 is int"):
-        load_classifier(str(tiny_model)).predict(["fine", 3])
+        load_classifier(str(tiny_model)).predict(mixed)
 
 
 def test_texts_longer_than_max_length_are_truncated_not_rejected(tiny_model: Path) -> None:
