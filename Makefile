@@ -19,7 +19,7 @@ services: ## Install (if missing) and start Kafka (Tansu), MongoDB (SecantusDB),
 services-down: ## Stop the local servers (MongoDB and MariaDB data persist in .dev/services)
 	@bash scripts/services.sh stop
 
-cluster: ## Build (once, cached in ~/.cache) and start etcd + kube-apiserver on 127.0.0.1
+cluster: ## Build (once, cached in ~/.cache) and start etcd, kube-apiserver and a GC-only controller-manager on 127.0.0.1
 	@bash scripts/cluster.sh up
 
 cluster-down: ## Stop the local Kubernetes API server

@@ -5,9 +5,10 @@ loopback ports; the CRD and the operator's RBAC applied from k8s-manifests/; the
 ``kopf.testing.KopfRunner`` with the token of its own ServiceAccount (a verb missing from the ClusterRole
 fails the suite).
 
-The API-only cluster has no controller-manager and no kubelet: Deployments are stored but never rolled out,
-and the garbage collector does not run. Tests that need a Deployment's status write it through the status
-subresource, playing the Deployment controller's part, and say so.
+The cluster runs only the garbage-collector, namespace and service-account-token controllers (no Deployment
+controller, no scheduler, no kubelet): Deployments are stored but never rolled out. Tests that need a
+Deployment's status write it through the status subresource, playing the Deployment controller's part, and
+say so.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ async def api(cluster: Cluster) -> AsyncIterator[client.ApiClient]:
 
 @pytest.fixture
 async def namespace(api: client.ApiClient) -> AsyncIterator[str]:
-    """A fresh namespace per test (never deleted: no namespace controller runs on this cluster)."""
+    """A fresh namespace per test (left in place: the cluster is thrown away with the session)."""
     name = f"op-{uuid.uuid4().hex[:8]}"
     await client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
