@@ -95,13 +95,16 @@ async def test_restarting_mariadb_and_mongo_mid_stream_leaves_exactly_n_rows(
         producing = asyncio.create_task(produce(config, sent, rate=100))  # ~4 s of traffic
         await wait_until(lambda: _has_rows(warehouse), what="first rows")
 
+        # Each server stays down until the workers have run into the outage (a retry is counted): a fixed
+        # sleep could end before any request noticed, the Mongo driver waiting up to its server-selection
+        # timeout before it reports a server gone.
         await asyncio.to_thread(services.stop, "mysql")
-        await asyncio.sleep(1)
+        await wait_until(lambda: _retried(metrics, "mysql"), timeout=60, what="a MySQL retry")
         await asyncio.to_thread(services.start, "mysql")
 
         await wait_until(lambda: _more_staged(store, 60), what="more staged")
         await asyncio.to_thread(services.stop, "mongo")
-        await asyncio.sleep(1)
+        await wait_until(lambda: _retried(metrics, "mongo"), timeout=60, what="a Mongo retry")
         await asyncio.to_thread(services.start, "mongo")
 
         await producing
@@ -125,6 +128,10 @@ async def _has_rows(warehouse) -> bool:
 
 async def _rows_at_least(warehouse, n: int) -> bool:
     return await warehouse.count() >= n
+
+
+async def _retried(metrics, store_name: str) -> bool:
+    return sample_value(metrics, "sentiment_store_retries_total", {"store": store_name}) > 0
 
 
 async def _more_staged(store, n: int) -> bool:
