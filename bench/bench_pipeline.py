@@ -292,6 +292,13 @@ async def main() -> None:
     parser.add_argument(
         "--naive-limit", type=int, default=None, help="Messages for the naive run (default: all)."
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="Model threads (default: the CPU quota). Fewer than the cores leaves the rest to the servers "
+        "and the workers' event loops, as when the databases run on other machines.",
+    )
     parser.add_argument("--json", action="store_true", help="Print the results as JSON too.")
     args = parser.parse_args()
     configure_logging("WARNING", "console")
@@ -301,7 +308,9 @@ async def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     try:
         model = resolve_model(args.model, workdir)
-        classifier = load_classifier(model, args.backend, batch_size=args.batch_size, max_length=128)
+        classifier = load_classifier(
+            model, args.backend, batch_size=args.batch_size, max_length=128, threads=args.threads
+        )
         # Warm-up over the whole data set (untimed).
         # The bare model runs in a worker thread, as the inference worker calls it (asyncio.to_thread): on a
         # loaded machine torch's OpenMP team in the main thread was measured up to 17x slower than the same
@@ -340,7 +349,10 @@ async def main() -> None:
         "model_busy_fraction": round(model_busy, 3),
         "pipeline_server_cpu_seconds": server_cpu,
     }
-    print(f"model                     {results['model']}  (batch {args.batch_size}, claim {args.claim_size})")
+    print(
+        f"model                     {results['model']}  "
+        f"(batch {args.batch_size}, claim {args.claim_size}, {results['threads']} model thread(s))"
+    )
     print(
         f"messages                  {len(messages)} from {args.dataset.name} (naive: {len(naive_messages)})"
     )
