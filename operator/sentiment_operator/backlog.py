@@ -14,7 +14,6 @@ import math
 from collections.abc import Iterable
 
 import aiohttp
-from kubernetes_asyncio import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from . import kube
@@ -61,7 +60,7 @@ async def _scrape(session: aiohttp.ClientSession, target: str, metric: str) -> f
 
 
 async def read_backlog(
-    api: client.ApiClient,
+    api: kube.KubeApi,
     namespace: str,
     service: str,
     *,

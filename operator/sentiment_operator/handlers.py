@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from . import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION, kube, metrics
 from .builders import LABEL_MANAGED_BY
@@ -41,15 +40,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any,
     settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    memo.operator = Operator(api=await kube.connect(), settings=config)
+    # A bounded connection pool: a burst (a restart over hundreds of pipelines) queues on a few TLS
+    # connections instead of opening one per pipeline, each holding ~128 KiB of buffers.
+    api = kube.connect(settings, max_connections=config.api_connections)
+    memo.operator = Operator(api=api, settings=config)
     metrics.serve(config.metrics_port)
     logger.info(f"operator ready: worker image {config.worker_image}, resync every {config.resync_seconds}s")
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In a pod: the ServiceAccount; elsewhere: ``$KUBECONFIG`` as set now (not at a client's import)."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """kopf and the operator's own client log in the same way (see :func:`sentiment_operator.kube.login`)."""
+    return kube.login(settings)
 
 
 @kopf.on.cleanup()
@@ -94,8 +96,8 @@ async def _reconcile(
 
     try:
         await operator.exclusive(uid, once, wait=wait)
-    except ApiException as exc:
-        raise kopf.TemporaryError(f"API error {exc.status} {exc.reason}", delay=5) from exc
+    except kube.ApiError as exc:
+        raise kopf.TemporaryError(f"API error {exc}", delay=5) from exc
 
 
 async def _on_pipeline(

@@ -1,20 +1,25 @@
-"""The operator's one adapter to the Kubernetes API (kubernetes_asyncio's ApiClient, raw JSON dicts).
+"""The operator's one adapter to the Kubernetes API: raw JSON over aiohttp, with kopf's own credentials.
 
 Children are written with server-side apply (field manager ``sentiment-operator``, ``force``): the same call
 creates a missing child, repairs a drifted one and is a no-op when nothing changed. Reads return plain dicts,
 or ``None`` for a 404. Every verb used here is listed in ``k8s-manifests/rbac/operator-rbac.yaml``.
+
+Why not a generated client: the operator needs a handful of REST calls on plain dicts, and kopf already
+brings aiohttp and the credential discovery (:func:`kopf.login_with_service_account`,
+:func:`kopf.login_with_kubeconfig`, whose :class:`kopf.ConnectionInfo` builds the headers and the TLS
+context). kopf also imports ``kubernetes_asyncio.client`` (about 700 model classes, ~37 MiB resident) merely
+because it is installed; leaving it out of the operator image keeps the operator well under its memory goal.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
+import aiohttp
+import kopf
 
 from . import FIELD_MANAGER, GROUP, PLURAL, VERSION
 
@@ -30,21 +35,97 @@ _COLLECTIONS = {
     ): "/apis/monitoring.coreos.com/v1/namespaces/{namespace}/servicemonitors",
     (f"{GROUP}/{VERSION}", "SentimentPipeline"): f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}",
 }
-_AUTH = ["BearerToken"]
 _JSON = "application/json"
+REQUEST_TIMEOUT_S = 30.0
 
 
-async def connect() -> client.ApiClient:
-    """In a pod: the ServiceAccount; elsewhere: ``$KUBECONFIG`` (or ~/.kube/config)."""
-    configuration = client.Configuration()
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration)
-    else:
-        path = os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
-        await config.load_kube_config(
-            config_file=path, client_configuration=configuration, persist_config=False
-        )
-    return client.ApiClient(configuration=configuration)
+class ApiError(Exception):
+    """A failed API call: HTTP status (0: server unreachable), reason and the server's own message."""
+
+    def __init__(self, status: int, reason: str, message: str = "") -> None:
+        self.status, self.reason, self.message = status, reason, message
+        super().__init__(f"{status} {reason}" + (f": {message}" if message else ""))
+
+
+def login(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
+    """In a pod: the ServiceAccount; elsewhere: ``$KUBECONFIG`` (or ~/.kube/config), as kopf logs in."""
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError("no ServiceAccount token and no kubeconfig found")
+    return info
+
+
+class KubeApi:
+    """An aiohttp session to the API server. On a 401 it logs in again once (a rotated ServiceAccount token)
+    and retries the call."""
+
+    def __init__(self, login: Callable[[], kopf.ConnectionInfo], *, max_connections: int = 16) -> None:
+        self._login = login
+        self._max_connections = max_connections
+        self._info: kopf.ConnectionInfo | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._info = self._login()
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._info.as_ssl_context()),
+                headers={**self._info.as_http_headers(), "User-Agent": FIELD_MANAGER},
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = _JSON,
+    ) -> tuple[dict[str, Any], int]:
+        """One call; returns the decoded JSON body and the HTTP status, or raises :class:`ApiError`."""
+        data = None if body is None else json.dumps(body)
+        headers = {"Accept": _JSON, "Content-Type": content_type}
+        for attempt in (1, 2):
+            session = self._open()
+            assert self._info is not None
+            url = self._info.server.rstrip("/") + path
+            try:
+                async with session.request(
+                    method, url, params=query or [], data=data, headers=headers
+                ) as response:
+                    if response.status == 401 and attempt == 1:
+                        await self.close()  # credentials expired or rotated: log in afresh and retry
+                        continue
+                    text = await response.text()
+                    if response.status >= 400:
+                        raise ApiError(response.status, response.reason or "", _status_message(text))
+                    return (json.loads(text) if text else {}), response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise ApiError(0, "Unreachable", f"{type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _status_message(text: str) -> str:
+    """The API server's own explanation of a failure (its Status object's message), if any."""
+    try:
+        message = json.loads(text).get("message")
+    except (TypeError, ValueError, AttributeError):
+        message = None
+    return str(message) if message else text[:300]
+
+
+def connect(settings: kopf.OperatorSettings, *, max_connections: int = 16) -> KubeApi:
+    """A client logged in the way kopf logs in (fails early when it cannot)."""
+    api = KubeApi(lambda: login(settings), max_connections=max_connections)
+    api._open()
+    return api
 
 
 def _path(
@@ -61,34 +142,11 @@ def _path(
     return path
 
 
-async def _call(
-    api: client.ApiClient,
-    method: str,
-    path: str,
-    *,
-    body: Any = None,
-    query: list[tuple[str, str]] | None = None,
-    content_type: str = _JSON,
-) -> tuple[dict[str, Any], int]:
-    data, code, _ = await api.call_api(
-        path,
-        method,
-        query_params=query or [],
-        header_params={"Accept": _JSON, "Content-Type": content_type},
-        body=body,
-        response_types_map={200: "object", 201: "object"},
-        auth_settings=_AUTH,
-        _request_timeout=30,
-    )
-    return data, code
-
-
-async def apply(api: client.ApiClient, manifest: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+async def apply(api: KubeApi, manifest: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """Server-side apply one child; returns the object as stored and whether it was created."""
     meta = manifest["metadata"]
     path = _path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
-    stored, code = await _call(
-        api,
+    stored, code = await api.request(
         "PATCH",
         path,
         body=manifest,
@@ -98,38 +156,25 @@ async def apply(api: client.ApiClient, manifest: Mapping[str, Any]) -> tuple[dic
     return stored, code == 201
 
 
-async def get(
-    api: client.ApiClient, api_version: str, kind: str, namespace: str, name: str
-) -> dict[str, Any] | None:
+async def get(api: KubeApi, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     """One object, or None when it does not exist."""
     try:
-        found, _ = await _call(api, "GET", _path(api_version, kind, namespace, name))
+        found, _ = await api.request("GET", _path(api_version, kind, namespace, name))
         return found
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status == 404:
             return None
         raise
 
 
-async def patch_pipeline_status(
-    api: client.ApiClient, namespace: str, name: str, status: Mapping[str, Any]
-) -> None:
+async def patch_pipeline_status(api: KubeApi, namespace: str, name: str, status: Mapping[str, Any]) -> None:
     """Merge-patch the CR's status subresource (lists such as conditions are replaced whole)."""
     path = _path(f"{GROUP}/{VERSION}", "SentimentPipeline", namespace, name, "status")
     try:
-        await _call(api, "PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
-    except ApiException as exc:
+        await api.request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
+    except ApiError as exc:
         if exc.status != 404:  # deleted meanwhile: nothing to report on
             raise
-
-
-def error_message(exc: ApiException) -> str:
-    """The API server's own explanation of a failed call (its Status message), for conditions and logs."""
-    try:
-        message = json.loads(exc.body or "{}").get("message")
-    except (TypeError, ValueError):
-        message = None
-    return f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
 
 
 class ApiDiscovery:
@@ -139,15 +184,15 @@ class ApiDiscovery:
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, bool]] = {}
 
-    async def serves(self, api: client.ApiClient, group_version: str, plural: str) -> bool:
+    async def serves(self, api: KubeApi, group_version: str, plural: str) -> bool:
         key = (group_version, plural)
         hit = self._cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < self.ttl:
             return hit[1]
         try:
-            found, _ = await _call(api, "GET", f"/apis/{group_version}")
+            found, _ = await api.request("GET", f"/apis/{group_version}")
             served = any(r.get("name") == plural for r in found.get("resources", []))
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status not in (403, 404):
                 raise
             served = False

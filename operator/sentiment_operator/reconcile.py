@@ -17,8 +17,6 @@ from datetime import datetime
 from typing import Any, cast
 
 import kopf
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from . import autoscaling, backlog, builders, kube, metrics
 from . import status as st
@@ -38,7 +36,7 @@ class _Serial:
 class Operator:
     """What the handlers share (kept in kopf's memo): the API client, settings and per-pipeline state."""
 
-    api: client.ApiClient
+    api: kube.KubeApi
     settings: OperatorSettings
     discovery: kube.ApiDiscovery = field(default_factory=kube.ApiDiscovery)
     generations: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -129,8 +127,8 @@ async def _autoscale(
             metric=op.settings.backlog_metric,
             scrape_timeout=op.settings.backlog_scrape_timeout_seconds,
         )
-    except ApiException as exc:
-        logger.warning(f"cannot read the backlog: {exc.reason}")
+    except kube.ApiError as exc:
+        logger.warning(f"cannot read the backlog: {exc}")
         value = None
     metrics.BACKLOG.labels(meta["namespace"], meta["name"]).set(math.nan if value is None else value)
     now = time.time()
@@ -215,8 +213,8 @@ async def _reconcile(
         kind, child_name = child["kind"], child["metadata"]["name"]
         try:
             stored, created = await kube.apply(op.api, child)
-        except ApiException as exc:
-            problems.append(st.Problem("ApplyFailed", f"{kind} {child_name}: {kube.error_message(exc)}"))
+        except kube.ApiError as exc:
+            problems.append(st.Problem("ApplyFailed", f"{kind} {child_name}: {exc}"))
             continue
         metrics.CHILDREN_APPLIED.labels(kind).inc()
         gen_key = (str(meta["uid"]), f"{kind}/{child_name}")

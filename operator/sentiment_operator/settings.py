@@ -23,6 +23,12 @@ class OperatorSettings(BaseSettings):
         description="Gauge of pending staged messages exported by the inference workers.",
     )
     backlog_scrape_timeout_seconds: float = Field(2.0, gt=0)
+    api_connections: int = Field(
+        16,
+        ge=1,
+        description="Most API server connections the operator's own client opens (kopf's watches aside). "
+        "Bounds memory in bursts: each TLS connection buffers ~128 KiB.",
+    )
     log_format: str = Field("json", pattern="^(json|console)$")
     namespaces: str = Field(
         "",
