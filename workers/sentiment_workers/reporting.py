@@ -32,12 +32,12 @@ def draw_report(report: Report, path: Path) -> Path:
 
     labels = sorted(report.by_label)
     colours = {"negative": "#d62728", "neutral": "#7f7f7f", "positive": "#2ca02c"}
-    ax_label.bar(
+    bars = ax_label.bar(
         labels, [report.by_label[k] for k in labels], color=[colours.get(k, "#1f77b4") for k in labels]
     )
     ax_label.set_title("Count by sentiment")
-    for i, label in enumerate(labels):
-        ax_label.annotate(str(report.by_label[label]), (i, report.by_label[label]), ha="center", va="bottom")
+    ax_label.bar_label(bars, labels=[f"{report.by_label[k]:,}" for k in labels], padding=2)
+    ax_label.margins(y=0.12)  # room for the count above the tallest bar
 
     days = [d.isoformat() for d, _ in report.per_day]
     ax_day.bar(days, [n for _, n in report.per_day], color="#1f77b4")
