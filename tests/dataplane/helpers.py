@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -12,6 +12,7 @@ from sentiment_workers.adapters.kafka import connection_options, create_producer
 from sentiment_workers.adapters.mongo import StagingStore
 from sentiment_workers.adapters.mysql import Warehouse
 from sentiment_workers.config import WorkerConfig
+from sentiment_workers.model import Prediction, SentimentClassifier
 from sentiment_workers.traffic import send_messages
 
 
@@ -61,6 +62,21 @@ def messages(n: int, prefix: str = "m") -> list[dict[str, Any]]:
         {"id": f"{prefix}-{i}", "user_id": f"u{i % 7}", "comment": f"this is good message number {i}"}
         for i in range(n)
     ]
+
+
+class WrappedClassifier(SentimentClassifier):
+    """The real classifier behind a test's twist: subclasses override ``predict`` or ``predict_proba``."""
+
+    def __init__(self, inner: SentimentClassifier) -> None:
+        self.inner = inner
+        self.model_id, self.labels, self.backend = inner.model_id, inner.labels, inner.backend
+        self.batch_size, self.max_length = inner.batch_size, inner.max_length
+
+    def predict_proba(self, texts: Sequence[str]) -> list[list[float]]:
+        return self.inner.predict_proba(texts)
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return self.inner.predict(texts)
 
 
 class Running:

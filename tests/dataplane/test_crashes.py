@@ -16,6 +16,7 @@ from sentiment_workers.model import Prediction, SentimentClassifier
 from tests.dataplane.conftest import KAFKA_TEST_OVERRIDES, ROOT
 from tests.dataplane.helpers import (
     Running,
+    WrappedClassifier,
     create_topic,
     leased_count,
     messages,
@@ -65,16 +66,12 @@ async def test_sigkill_mid_batch_then_another_worker_leaves_exactly_n_rows(
     assert await leased_count(store) == 0
 
 
-class Slowed(SentimentClassifier):
+class Slowed(WrappedClassifier):
     """The real classifier with a pause per batch, so the stream is still flowing when servers restart."""
 
     def __init__(self, inner: SentimentClassifier, pause: float) -> None:
-        self.inner, self.pause = inner, pause
-        self.model_id, self.labels, self.backend = inner.model_id, inner.labels, inner.backend
-        self.batch_size, self.max_length = inner.batch_size, inner.max_length
-
-    def predict_proba(self, texts: Sequence[str]) -> list[list[float]]:
-        return self.inner.predict_proba(texts)
+        super().__init__(inner)
+        self.pause = pause
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         import time

@@ -12,7 +12,14 @@ from sentiment_workers.inference import InferenceWorker
 from sentiment_workers.messages import SourceRecord, StagedMessage, parse_record, utcnow
 from sentiment_workers.model import Prediction, SentimentClassifier
 
-from tests.dataplane.helpers import Running, sample_value, staging_states, wait_until, warehouse_ids
+from tests.dataplane.helpers import (
+    Running,
+    WrappedClassifier,
+    sample_value,
+    staging_states,
+    wait_until,
+    warehouse_ids,
+)
 
 
 async def stage(
@@ -29,13 +36,12 @@ async def stage(
     return [m.id for m in staged]
 
 
-class RaisingOn(SentimentClassifier):
+class RaisingOn(WrappedClassifier):
     """The real classifier, except that any batch holding ``marker`` raises (a text the model chokes on)."""
 
     def __init__(self, inner: SentimentClassifier, marker: str) -> None:
-        self.inner, self.marker = inner, marker
-        self.model_id, self.labels, self.backend = inner.model_id, inner.labels, inner.backend
-        self.batch_size, self.max_length = inner.batch_size, inner.max_length
+        super().__init__(inner)
+        self.marker = marker
 
     def predict_proba(self, texts: Sequence[str]) -> list[list[float]]:
         if any(self.marker in t for t in texts):
