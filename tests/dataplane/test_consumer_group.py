@@ -44,7 +44,8 @@ async def test_a_consumer_killed_between_staging_and_committing_is_replaced_with
     finally:
         if process.poll() is None:
             process.kill()
-    staged_by_the_dead = await store.messages.count_documents({})
+    # A bulk write the dead process had already sent may still be applied by the server: wait until it is.
+    staged_by_the_dead = await _settled_count(store)
     committed = await _committed_offsets(config)
     assert sum(committed.values()) < staged_by_the_dead, "the kill should leave staged, uncommitted records"
 
@@ -116,6 +117,17 @@ async def _committed_offsets(config) -> dict[int, int]:
 
 async def _committed_total_is(config, n: int) -> bool:
     return sum((await _committed_offsets(config)).values()) == n
+
+
+async def _settled_count(store, quiet_s: float = 2.0) -> int:
+    """The staged count once it has not changed for ``quiet_s`` seconds."""
+    count = await store.messages.count_documents({})
+    while True:
+        await asyncio.sleep(quiet_s)
+        now = await store.messages.count_documents({})
+        if now == count:
+            return count
+        count = now
 
 
 async def _staged_at_least(store, n: int) -> bool:
