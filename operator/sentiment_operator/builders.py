@@ -208,7 +208,8 @@ def _container(spec: PipelineSpec, owner: Owner, component: str, image: str) -> 
         if workload.resources is not None
         else _DEFAULT_RESOURCES[component]
     )
-    probe = {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 20, "timeoutSeconds": 5}
+    # /healthz answers 200 only while the worker's event loop beats (sentiment_workers.health).
+    probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 20, "timeoutSeconds": 5}
     return {
         "name": component,
         "image": image,
@@ -218,7 +219,8 @@ def _container(spec: PipelineSpec, owner: Owner, component: str, image: str) -> 
         "env": env,
         "ports": [{"name": "metrics", "containerPort": spec.metrics.port, "protocol": "TCP"}],
         "resources": resources,
-        # Model loading can take a while: the startup probe gives it 5 minutes before liveness applies.
+        # Model loading can take a while (the loop may not beat meanwhile): the startup probe gives it
+        # 5 minutes before liveness applies.
         "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
         "livenessProbe": {**probe, "failureThreshold": 3},
         "readinessProbe": {**probe, "periodSeconds": 10},

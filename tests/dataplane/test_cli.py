@@ -75,6 +75,7 @@ async def test_sigterm_stops_the_consumer_cleanly_with_offsets_committed(service
 
     await create_topic(config, partitions=1)
     await produce(config, messages(40, "sig"))
+    metrics_port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -84,7 +85,7 @@ async def test_sigterm_stops_the_consumer_cleanly_with_offsets_committed(service
             "--session-timeout-ms",
             "1500",
         ],
-        env=services.worker_env(config),
+        env=services.worker_env(config) | {"SENTIMENT_METRICS_PORT": str(metrics_port)},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -92,6 +93,9 @@ async def test_sigterm_stops_the_consumer_cleanly_with_offsets_committed(service
     )
     try:
         await wait_until(lambda: _count_at_least(store, 40), what="40 staged")
+        # The running worker's event loop beats: its liveness endpoint says so.
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5) as health:
+            assert health.status == 200 and health.read().startswith(b"ok: last beat")
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     finally:

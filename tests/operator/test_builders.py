@@ -90,3 +90,15 @@ def test_placement_is_passed_through():
     assert pod["tolerations"] == [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["containers"][0]["image"] == "custom:1"
     assert pod["containers"][0]["resources"] == {"limits": {"cpu": 2, "memory": "3Gi"}}
+
+
+def test_worker_probes_ask_the_event_loop_heartbeat_on_the_metrics_port():
+    spec = parse_spec(BASE)
+    for component in (CONSUMER, INFERENCE):
+        container = build_deployment(spec, OWNER, component, default_image="i")["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, (component, probe)
+        startup = container["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] == 300  # 5 min to load a model

@@ -91,7 +91,12 @@ class WorkerConfig(BaseSettings):
     worker_id: str | None = Field(None, description="Defaults to hostname-pid.")
 
     # Observability
-    metrics_port: int = Field(9000, ge=0, le=65535, description="0 disables the /metrics endpoint.")
+    metrics_port: int = Field(
+        9000, ge=0, le=65535, description="Port of /metrics and /healthz; 0 disables the endpoint."
+    )
+    liveness_timeout_seconds: float = Field(
+        60.0, gt=0, description="/healthz fails when the event loop has not beaten for this long."
+    )
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|console)$")
 

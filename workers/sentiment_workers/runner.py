@@ -1,4 +1,5 @@
-"""Process plumbing for a worker: logging, the /metrics endpoint, and a stop event set by SIGTERM/SIGINT."""
+"""Process plumbing for a worker: logging, the /metrics and /healthz endpoint, the event-loop heartbeat, and a
+stop event set by SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from sentiment_workers.config import WorkerConfig
+from sentiment_workers.health import Heartbeat, serve
 from sentiment_workers.logging import configure_logging, get_logger
 from sentiment_workers.metrics import PipelineMetrics
 
@@ -45,12 +46,13 @@ def _request_stop(stop: asyncio.Event, sig: signal.Signals) -> None:
     stop.set()
 
 
-def serve_metrics(port: int, metrics: PipelineMetrics) -> None:
-    """Expose ``/metrics`` on ``port`` (all interfaces, for the Pod's scrape); 0 disables it."""
+def serve_metrics(port: int, metrics: PipelineMetrics, heartbeat: Heartbeat | None = None) -> None:
+    """Expose ``/metrics`` and ``/healthz`` on ``port`` (all interfaces, for the Pod's probes and scrape);
+    0 disables both."""
     if port == 0:
         return
-    start_http_server(port, registry=metrics.registry)
-    log.info("metrics endpoint listening", port=port, path="/metrics")
+    serve(port, metrics.registry, heartbeat)
+    log.info("metrics endpoint listening", port=port, paths=["/metrics", "/healthz"])
 
 
 def run_worker(
@@ -59,11 +61,18 @@ def run_worker(
     """Run ``main(stop, metrics)`` until it returns; SIGTERM/SIGINT ask it to stop gracefully."""
     configure_logging(config.log_level, config.log_format)
     metrics = PipelineMetrics()
-    serve_metrics(config.metrics_port, metrics)
+    heartbeat = Heartbeat(config.liveness_timeout_seconds)
+    serve_metrics(config.metrics_port, metrics, heartbeat)
 
     async def _run() -> None:
         stop = asyncio.Event()
         install_stop_handlers(stop)
-        await main(stop, metrics)
+        beating = asyncio.Event()
+        beats = asyncio.create_task(heartbeat.run(beating), name="heartbeat")
+        try:
+            await main(stop, metrics)
+        finally:
+            beating.set()
+            await beats
 
     asyncio.run(_run())

@@ -1,0 +1,85 @@
+"""A worker's liveness: its event loop beats every few seconds, and ``/healthz`` answers 200 only while the
+last beat is recent. A worker whose loop is wedged (a blocking call, a deadlock) fails its liveness probe and
+is restarted; one that has not started its loop yet (still loading the model) is "starting" (503), which the
+startup probe waits out.
+
+The HTTP server is prometheus-client's threaded WSGI server: ``/metrics`` and ``/healthz`` on one port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+BEAT_INTERVAL_S = 5.0
+
+
+class Heartbeat:
+    """The time of the event loop's last beat; stale after ``timeout_s``."""
+
+    def __init__(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.last: float | None = None
+
+    def beat(self) -> None:
+        self.last = self.clock()
+
+    def check(self) -> tuple[bool, str]:
+        """(alive, reason) for the probe."""
+        if self.last is None:
+            return False, "starting: the event loop has not beaten yet"
+        age = self.clock() - self.last
+        if age > self.timeout_s:
+            return False, f"stalled: last event-loop beat {age:.0f} s ago (limit {self.timeout_s:.0f} s)"
+        return True, f"ok: last beat {age:.1f} s ago"
+
+    async def run(self, stop: asyncio.Event, interval: float = BEAT_INTERVAL_S) -> None:
+        """Beat until ``stop`` is set."""
+        while not stop.is_set():
+            self.beat()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+
+def make_app(registry: CollectorRegistry, heartbeat: Heartbeat | None) -> Callable[..., Iterable[bytes]]:
+    """WSGI app: ``/healthz`` from the heartbeat (always 200 without one), anything else ``/metrics``."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            alive, reason = heartbeat.check() if heartbeat is not None else (True, "ok")
+            status = "200 OK" if alive else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+            return [reason.encode() + b"\n"]
+        return metrics_app(environ, start_response)
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes and scrapes every few seconds: no access log."""
+
+
+# All interfaces: Prometheus scrapes and the kubelet probes reach the Pod on its own IP.
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104
+
+
+def serve(
+    port: int, registry: CollectorRegistry, heartbeat: Heartbeat | None, addr: str = ALL_INTERFACES
+) -> Any:
+    """Serve ``/metrics`` and ``/healthz`` on ``port`` from a daemon thread; returns the server."""
+    import threading
+
+    app = make_app(registry, heartbeat)
+    server = make_server(addr, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server
