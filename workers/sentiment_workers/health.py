@@ -1,7 +1,7 @@
 """A worker's liveness: its event loop beats every few seconds, and ``/healthz`` answers 200 only while the
 last beat is recent. A worker whose loop is wedged (a blocking call, a deadlock) fails its liveness probe and
-is restarted; one that has not started its loop yet (still loading the model) is "starting" (503), which the
-startup probe waits out.
+is restarted; one that has not started its loop yet is "starting" (503), which the startup probe waits out.
+(Model loading and inference run in worker threads, so the loop keeps beating through them.)
 
 The HTTP server is prometheus-client's threaded WSGI server: ``/metrics`` and ``/healthz`` on one port.
 """
