@@ -219,8 +219,7 @@ def _container(spec: PipelineSpec, owner: Owner, component: str, image: str) -> 
         "env": env,
         "ports": [{"name": "metrics", "containerPort": spec.metrics.port, "protocol": "TCP"}],
         "resources": resources,
-        # Model loading can take a while (the loop may not beat meanwhile): the startup probe gives it
-        # 5 minutes before liveness applies.
+        # A slow start (a large image's imports, a cold volume) gets 5 minutes before liveness applies.
         "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
         "livenessProbe": {**probe, "failureThreshold": 3},
         "readinessProbe": {**probe, "periodSeconds": 10},
