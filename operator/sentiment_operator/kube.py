@@ -13,6 +13,7 @@ because it is installed; leaving it out of the operator image keeps the operator
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -62,18 +63,39 @@ class KubeApi:
     def __init__(self, login: Callable[[], kopf.ConnectionInfo], *, max_connections: int = 16) -> None:
         self._login = login
         self._max_connections = max_connections
-        self._info: kopf.ConnectionInfo | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._server = ""
+        self._retired: set[aiohttp.ClientSession] = set()
+        self._closers: set[asyncio.Task[None]] = set()
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self) -> tuple[aiohttp.ClientSession, str]:
+        """The current session and its server URL, logging in first when there is none."""
         if self._session is None or self._session.closed:
-            self._info = self._login()
+            info = self._login()
+            self._server = info.server.rstrip("/")
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._info.as_ssl_context()),
-                headers={**self._info.as_http_headers(), "User-Agent": FIELD_MANAGER},
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=info.as_ssl_context()),
+                headers={**info.as_http_headers(), "User-Agent": FIELD_MANAGER},
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
             )
-        return self._session
+        return self._session, self._server
+
+    def _retire(self, session: aiohttp.ClientSession) -> None:
+        """Stop handing out ``session`` (the server refused its credentials). Calls still running on it
+        finish (or time out) first; then it is closed."""
+        if self._session is not session:
+            return  # another call already retired it and logged in again
+        self._session = None
+        self._retired.add(session)
+
+        async def close_later() -> None:
+            await asyncio.sleep(REQUEST_TIMEOUT_S)
+            self._retired.discard(session)
+            await session.close()
+
+        task = asyncio.create_task(close_later())
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
 
     async def request(
         self,
@@ -88,15 +110,13 @@ class KubeApi:
         data = None if body is None else json.dumps(body)
         headers = {"Accept": _JSON, "Content-Type": content_type}
         for attempt in (1, 2):
-            session = self._open()
-            assert self._info is not None
-            url = self._info.server.rstrip("/") + path
+            session, server = self._open()
             try:
                 async with session.request(
-                    method, url, params=query or [], data=data, headers=headers
+                    method, server + path, params=query or [], data=data, headers=headers
                 ) as response:
                     if response.status == 401 and attempt == 1:
-                        await self.close()  # credentials expired or rotated: log in afresh and retry
+                        self._retire(session)  # credentials expired or rotated: log in afresh and retry
                         continue
                     text = await response.text()
                     if response.status >= 400:
@@ -107,9 +127,12 @@ class KubeApi:
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for task in list(self._closers):
+            task.cancel()
+        sessions = [*self._retired, *([self._session] if self._session is not None else [])]
+        self._session, self._retired = None, set()
+        for session in sessions:
+            await session.close()
 
 
 def _status_message(text: str) -> str:

@@ -4,6 +4,7 @@ the server's own explanation."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import kopf
@@ -50,6 +51,27 @@ async def test_a_rejected_token_means_one_fresh_login_then_the_call_goes_through
     try:
         assert await kube.get(api, "v1", "Secret", namespace, "absent") is None
         assert len(calls) == 2  # 401 with the stale token, then a new login
+    finally:
+        await api.close()
+
+
+async def test_calls_in_flight_when_the_token_is_refused_all_go_through_with_one_new_login(
+    cluster, namespace, monkeypatch
+):
+    good = _operator_login(cluster, monkeypatch)
+    logins = [dataclasses.replace(good, token="expired-or-rotated"), good]
+    calls = []
+
+    def login() -> kopf.ConnectionInfo:
+        calls.append(1)
+        return logins[min(len(calls), 2) - 1]
+
+    api = kube.KubeApi(login)
+    try:
+        reads = (kube.get(api, "v1", "Secret", namespace, f"absent-{i}") for i in range(20))
+        found = await asyncio.gather(*reads)
+        assert found == [None] * 20
+        assert len(calls) == 2  # every refused call retried on the one fresh session
     finally:
         await api.close()
 
