@@ -21,6 +21,17 @@ def _operator_login(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> kopf.C
     return kube.login(kopf.OperatorSettings())
 
 
+class Logins:
+    """A login function handing out ``infos`` in turn (the last one from then on), counting its calls."""
+
+    def __init__(self, *infos: kopf.ConnectionInfo) -> None:
+        self.infos, self.calls = infos, 0
+
+    def __call__(self) -> kopf.ConnectionInfo:
+        self.calls += 1
+        return self.infos[min(self.calls, len(self.infos)) - 1]
+
+
 async def test_reads_what_the_operators_service_account_may_read(cluster, api, namespace, monkeypatch):
     await client.CoreV1Api(api).create_namespaced_secret(
         namespace,
@@ -40,17 +51,11 @@ async def test_a_rejected_token_means_one_fresh_login_then_the_call_goes_through
     cluster, namespace, monkeypatch
 ):
     good = _operator_login(cluster, monkeypatch)
-    logins = [dataclasses.replace(good, token="expired-or-rotated"), good]
-    calls = []
-
-    def login() -> kopf.ConnectionInfo:
-        calls.append(1)
-        return logins[len(calls) - 1]
-
+    login = Logins(dataclasses.replace(good, token="expired-or-rotated"), good)
     api = kube.KubeApi(login)
     try:
         assert await kube.get(api, "v1", "Secret", namespace, "absent") is None
-        assert len(calls) == 2  # 401 with the stale token, then a new login
+        assert login.calls == 2  # 401 with the stale token, then a new login
     finally:
         await api.close()
 
@@ -59,36 +64,24 @@ async def test_calls_in_flight_when_the_token_is_refused_all_go_through_with_one
     cluster, namespace, monkeypatch
 ):
     good = _operator_login(cluster, monkeypatch)
-    logins = [dataclasses.replace(good, token="expired-or-rotated"), good]
-    calls = []
-
-    def login() -> kopf.ConnectionInfo:
-        calls.append(1)
-        return logins[min(len(calls), 2) - 1]
-
+    login = Logins(dataclasses.replace(good, token="expired-or-rotated"), good)
     api = kube.KubeApi(login)
     try:
         reads = (kube.get(api, "v1", "Secret", namespace, f"absent-{i}") for i in range(20))
         found = await asyncio.gather(*reads)
         assert found == [None] * 20
-        assert len(calls) == 2  # every refused call retried on the one fresh session
+        assert login.calls == 2  # every refused call retried on the one fresh session
     finally:
         await api.close()
 
 
 async def test_a_token_that_stays_invalid_is_an_error_not_a_loop(cluster, namespace, monkeypatch):
-    good = _operator_login(cluster, monkeypatch)
-    calls = []
-
-    def login() -> kopf.ConnectionInfo:
-        calls.append(1)
-        return dataclasses.replace(good, token="never-valid")
-
+    login = Logins(dataclasses.replace(_operator_login(cluster, monkeypatch), token="never-valid"))
     api = kube.KubeApi(login)
     try:
         with pytest.raises(kube.ApiError) as caught:
             await kube.get(api, "v1", "Secret", namespace, "absent")
-        assert caught.value.status == 401 and len(calls) == 2
+        assert caught.value.status == 401 and login.calls == 2
     finally:
         await api.close()
 

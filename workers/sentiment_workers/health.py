@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -77,8 +78,6 @@ def serve(
     port: int, registry: CollectorRegistry, heartbeat: Heartbeat | None, addr: str = ALL_INTERFACES
 ) -> Any:
     """Serve ``/metrics`` and ``/healthz`` on ``port`` from a daemon thread; returns the server."""
-    import threading
-
     app = make_app(registry, heartbeat)
     server = make_server(addr, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
