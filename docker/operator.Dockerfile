@@ -15,10 +15,13 @@ COPY pyproject.toml README.md ./
 COPY workers/ workers/
 COPY operator/ operator/
 # Only the `operator` extra: the import-linter contracts keep the operator off the workers' I/O and model code.
+# Bytecode: the project's packages strictly, third-party packages best effort (see worker.Dockerfile).
 # The project itself is a local path; its dependencies are pinned in pyproject.toml, not here.
 # hadolint ignore=DL3013
 RUN pip install ".[operator]" \
-    && python -m compileall -q /opt/venv/lib \
+    && python -m compileall -q /opt/venv/lib/python3*/site-packages/sentiment_workers \
+       /opt/venv/lib/python3*/site-packages/sentiment_operator \
+    && { python -m compileall -q /opt/venv/lib || echo "compileall: files for other Python versions left as source"; } \
     && pip uninstall --yes pip setuptools wheel
 
 FROM python:3.11.13-slim-bookworm AS runtime

@@ -5,7 +5,9 @@
 #   docker build -f docker/worker.Dockerfile --build-arg TORCH_VARIANT=cu128 \
 #     -t ghcr.io/sentiment-pipeline/worker:0.1.0-cu128 .
 #
-# TORCH_VARIANT picks the PyTorch wheel index: `cpu` (default, ~1 GB smaller) or a CUDA build such as `cu128`.
+# TORCH_VARIANT picks the PyTorch wheel index: `cpu` (default, ~1 GB smaller) or a CUDA build such as `cu128`;
+# TORCH_INDEX_URL overrides the index itself (a mirror, or a local wheel index where download.pytorch.org is
+# not reachable).
 # CUDA wheels carry their own CUDA runtime (nvidia-* wheels); the node only needs the NVIDIA driver and the
 # NVIDIA container toolkit / device plugin. See docs/images.md.
 
@@ -13,21 +15,27 @@
 FROM python:3.11.13-slim-bookworm AS build
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_VARIANT=cpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # torch first, from the variant's index, so the project's pin resolves to it and never pulls another build.
-RUN pip install --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" "torch==${TORCH_VERSION}"
+RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY workers/ workers/
 COPY operator/ operator/
+# Bytecode is compiled now (the root filesystem is read-only at run time): the project's own packages strictly
+# (a syntax error there fails the build), third-party packages best effort: some ship files for newer Pythons
+# (torch's testing/_internal/py312_intrinsics.py) that this interpreter can neither compile nor ever import.
 # The project itself is a local path; its dependencies are pinned in pyproject.toml, not here.
 # hadolint ignore=DL3013
 RUN pip install ".[workers,model]" \
-    && python -m compileall -q /opt/venv/lib \
+    && python -m compileall -q /opt/venv/lib/python3*/site-packages/sentiment_workers \
+       /opt/venv/lib/python3*/site-packages/sentiment_operator \
+    && { python -m compileall -q /opt/venv/lib || echo "compileall: files for other Python versions left as source"; } \
     && pip uninstall --yes pip setuptools wheel
 # The default model, with its onnx-int8 export built now: the runtime finds <model>/onnx/<hash>/ before any cache,
 # so pods on a read-only root filesystem never export or quantize at start.

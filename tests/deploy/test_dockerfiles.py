@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ from tests.deploy._tools import DOCKER_DIR, REPO, TOOLS_BIN, lint_tool, run
 
 IMAGES = ("operator", "worker")
 MODEL_DIR = "/opt/sentiment/models/sentiment-minilm"
+# The images' interpreter is Python 3.11, like the project's venv.
+PYTHON_BIN = str(Path(sys.executable).parent)
 BUILD_TOOLS = ("gcc", "g++", "build-essential", "make", "cmake", "git", "python3-dev")
 
 
@@ -159,8 +162,63 @@ def test_worker_torch_matches_the_project_pin_and_the_variant_is_a_build_arg() -
         f"Dockerfile torch != pyproject {torch_pin}"
     )
     assert "ARG TORCH_VARIANT=cpu" in text
-    assert 'pip install --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}"' in text
     assert 'pip install ".[workers,model]"' in text
+
+
+def _compile_steps(path: Path) -> list[str]:
+    """The shell steps of a Dockerfile's RUN instructions that byte-compile the venv."""
+    steps = []
+    for stage in parse(path):
+        for args in stage.all("RUN"):
+            steps += [step.strip() for step in re.split(r"\s&&\s", args) if "compileall" in step]
+    return steps
+
+
+def _fake_venv(root: Path, *, broken_own_code: bool) -> Path:
+    """/opt/venv as pip leaves it: our packages plus a third-party file only a newer Python can parse."""
+    site = root / "lib" / "python3.11" / "site-packages"
+    for package in ("sentiment_workers", "sentiment_operator"):
+        (site / package).mkdir(parents=True)
+        (site / package / "__init__.py").write_text("VALUE = 1\n")
+    # torch 2.13.0 ships torch/testing/_internal/py312_intrinsics.py (PEP 695 syntax, Python 3.12 only).
+    internal = site / "torch" / "testing" / "_internal"
+    internal.mkdir(parents=True)
+    (internal / "py312_intrinsics.py").write_text("type Alias = int\n")
+    if broken_own_code:
+        (site / "sentiment_workers" / "broken.py").write_text("def f(:\n")
+    return root
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_bytecode_step_tolerates_third_party_files_for_newer_pythons(name: str, tmp_path: Path) -> None:
+    """The build ran `compileall /opt/venv/lib`, which exits 1 on torch's py3.12-only file: the image
+    never built. The same steps, run on such a venv with this Python 3.11, must succeed."""
+    steps = _compile_steps(DOCKER_DIR / f"{name}.Dockerfile")
+    assert steps, f"{name}: the venv is byte-compiled at build time (read-only root filesystem)"
+    venv = _fake_venv(tmp_path / "venv", broken_own_code=False)
+    for step in steps:
+        result = run(
+            ["bash", "-c", step.replace("/opt/venv", str(venv))], env={"PATH": f"{PYTHON_BIN}:/usr/bin:/bin"}
+        )
+        assert result.returncode == 0, f"{name}: {step!r} failed:\n{result.stdout}{result.stderr}"
+    compiled = list((venv / "lib" / "python3.11" / "site-packages" / "sentiment_workers").rglob("*.pyc"))
+    assert compiled, f"{name}: the project's own modules are byte-compiled"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_bytecode_step_still_fails_on_a_syntax_error_in_the_project(name: str, tmp_path: Path) -> None:
+    venv = _fake_venv(tmp_path / "venv", broken_own_code=True)
+    script = " && ".join(_compile_steps(DOCKER_DIR / f"{name}.Dockerfile")).replace("/opt/venv", str(venv))
+    result = run(["bash", "-c", script], env={"PATH": f"{PYTHON_BIN}:/usr/bin:/bin"})
+    assert result.returncode != 0, f"{name}: a broken module of ours must fail the build"
+
+
+def test_torch_index_is_a_build_argument() -> None:
+    """Where download.pytorch.org cannot be reached (a mirror, an offline wheel index) the index is an ARG."""
+    text = (DOCKER_DIR / "worker.Dockerfile").read_text()
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}" in text
+    assert 'pip install --index-url "${TORCH_INDEX_URL}"' in text
+    assert "download.pytorch.org" not in text.split("ARG TORCH_INDEX_URL=", 1)[1].split("\n", 1)[1]
 
 
 def test_operator_image_has_no_model_runtime_or_worker_io() -> None:
