@@ -316,6 +316,8 @@ def test_incomplete_bring_your_own_settings_fail_with_a_clear_message(
         ("metabase.appDatabase.type=postgres", "metabase.appDatabase.type"),
         ("metabase.admin.email=not-an-email", "metabase.admin.email"),
         ("operator.image.pullPolicy=Sometimes", "operator.image.pullPolicy"),
+        # kopf runs standalone (no peering): two replicas were two active reconcilers and autoscalers.
+        ("operator.replicaCount=2", "operator.replicaCount"),
         ("mongodb.persistence.size=lots", "mongodb.persistence.size"),
         ("kafka.resources.limits.memory=a lot", "kafka.resources.limits.memory"),
     ],
