@@ -159,16 +159,28 @@ async def test_a_text_the_model_cannot_process_is_dead_lettered_and_the_rest_flo
     )
 
 
-async def test_a_message_that_keeps_killing_workers_is_dead_lettered(
+async def test_a_message_that_keeps_killing_workers_alone_is_dead_lettered(
     config, store, warehouse, classifier, metrics
 ):
     ids = await stage(store, 5)
-    await store.messages.update_one({"_id": "s-3"}, {"$set": {"attempts": 5}})  # five workers died on it
-    worker = InferenceWorker(config, store, warehouse, classifier, metrics, max_attempts=5)
+    # Eight claims died with it, the last three with s-3 alone in the claim: it is the culprit.
+    await store.messages.update_one({"_id": "s-3"}, {"$set": {"attempts": 8, "solo_attempts": 3}})
+    worker = InferenceWorker(config, store, warehouse, classifier, metrics, max_attempts=3)
     await asyncio.wait_for(worker.run(asyncio.Event(), exit_when_idle=0.3), 60)
     assert sorted(await warehouse_ids(warehouse)) == sorted(set(ids) - {"s-3"})
     letter = await store.dead_letters.find_one({"message_id": "s-3"})
-    assert letter["reason"] == "too_many_attempts" and letter["attempts"] == 6
+    assert letter["reason"] == "too_many_attempts" and letter["attempts"] == 9
+    assert await staging_states(store) == {"done": 4, "dead_lettered": 1}
+
+
+async def test_a_claim_that_did_not_finish_comes_back_halved_suspects_first(config, store):
+    await stage(store, 40)
+    first = await store.claim("dies", 16, lease_seconds=0.05)
+    died = {d["_id"] for d in first.documents}
+    await asyncio.sleep(0.1)  # its worker died: the lease expires
+    second = await store.claim("next", 16, lease_seconds=30)
+    assert len(second.documents) == 8 and {d["_id"] for d in second.documents} <= died
+    assert {d["attempts"] for d in second.documents} == {2}
 
 
 async def test_sigterm_style_stop_finishes_the_batch_in_flight(config, store, warehouse, classifier, metrics):

@@ -6,6 +6,9 @@ Two tasks joined by a bounded queue (``consumer_max_in_flight`` batches, the bac
 * store: parse and validate every record, bulk-upsert valid messages (keyed by their stable id) and the
   rejects (dead letters keyed by topic/partition/offset) with retries while Mongo is down, and only then
   commit the batch's exact offsets. No offset is ever committed for data that is not durable in Mongo.
+  A bulk upsert Mongo refuses because of the data (``mongo.is_rejection``) is bisected
+  (:mod:`sentiment_workers.isolation`): each refused message is dead-lettered alone (``store_rejected``,
+  with Mongo's error and the raw bytes), the others are staged, and the batch is committed.
 
 SIGTERM: stop fetching, store and commit what was fetched, leave the group. On a rebalance the revoked
 partitions' batches are stored and committed before the partitions are given up.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -25,10 +28,18 @@ from aiokafka.structs import ConsumerRecord
 
 from sentiment_workers.adapters import mongo
 from sentiment_workers.adapters.kafka import create_consumer
-from sentiment_workers.adapters.mongo import StagingStore
+from sentiment_workers.adapters.mongo import StageResult, StagingStore
 from sentiment_workers.config import WorkerConfig
+from sentiment_workers.isolation import describe, write_isolating
 from sentiment_workers.logging import get_logger
-from sentiment_workers.messages import Rejected, SourceRecord, StagedMessage, parse_record, utcnow
+from sentiment_workers.messages import (
+    DeadLetterReason,
+    Rejected,
+    SourceRecord,
+    StagedMessage,
+    parse_record,
+    utcnow,
+)
 from sentiment_workers.metrics import PipelineMetrics
 from sentiment_workers.retry import with_retries
 
@@ -142,13 +153,15 @@ class StagingConsumer:
                 (good if isinstance(parsed, StagedMessage) else bad).append(parsed)  # type: ignore[arg-type]
         self.metrics.batch_size.labels("consume").observe(len(good) + len(bad))
         ingest_ts = utcnow()
-        result = await with_retries(
-            lambda: self.store.stage(good, bad, ingest_ts),
-            store="mongo",
-            is_transient=mongo.is_transient,
-            metrics=self.metrics,
+        staged = await write_isolating(
+            good,
+            lambda part: self._mongo(lambda: self.store.stage(part, [], ingest_ts)),
+            is_rejection=mongo.is_rejection,
         )
-        self.metrics.messages_staged.inc(result.staged)
+        for message, exc in staged.rejected:
+            bad.append(Rejected(DeadLetterReason.STORE_REJECTED, describe("mongo", exc), message.source))
+        result = await self._mongo(lambda: self.store.stage([], bad, ingest_ts))
+        self.metrics.messages_staged.inc(sum(r.staged for r in staged.results))
         for reason, n in result.dead_lettered.items():
             self.metrics.messages_dead_lettered.labels("consume", reason).inc(n)
         for r in bad:
@@ -160,7 +173,15 @@ class StagingConsumer:
                 partition=r.source.partition,
                 offset=r.source.offset,
             )
-        log.debug("batch staged", records=len(good) + len(bad), staged=result.staged, rejected=len(bad))
+        for message in good:
+            if message.altered:
+                log.warning("message altered to be storable", id=message.id, altered=message.altered)
+        log.debug("batch staged", records=len(good) + len(bad), writes=staged.calls, rejected=len(bad))
+
+    async def _mongo(self, operation: Callable[[], Awaitable[StageResult]]) -> StageResult:
+        return await with_retries(
+            operation, store="mongo", is_transient=mongo.is_transient, metrics=self.metrics
+        )
 
     async def _commit(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}

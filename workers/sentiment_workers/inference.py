@@ -2,11 +2,15 @@
 
 Three tasks joined by one-slot queues, so Mongo I/O, the model and MySQL I/O overlap:
 
-* claim: lease a batch (three Mongo round trips, see :meth:`StagingStore.claim`); a document claimed more
-  than ``max_attempts`` times (its worker kept dying on it) is dead-lettered instead;
+* claim: lease a batch (three Mongo round trips, see :meth:`StagingStore.claim`). A claim that did not
+  finish (its worker died) comes back halved, suspects first, until a document that keeps killing workers
+  is claimed alone; claimed alone more than ``max_attempts`` times, it is dead-lettered
+  (``too_many_attempts``): an innocent document never is;
 * predict: ``classifier.predict`` in a thread; if the batch raises, texts are retried one by one and the
   ones that still raise are dead-lettered with the error (a poison text never crash-loops the worker);
-* write: upsert the batch into MySQL in one transaction, then mark the Mongo documents done.
+* write: upsert the batch into MySQL in one transaction, then mark the Mongo documents done. Rows MySQL
+  refuses because of the data (``mysql.is_rejection``) are isolated by bisection
+  (:mod:`sentiment_workers.isolation`) and dead-lettered alone (``store_rejected``); the others are written.
 
 A crash anywhere leaves the documents leased, not done; once the lease expires another worker re-claims
 them and upserts again, which updates the same rows (primary key = message id): never lost, never twice.
@@ -28,6 +32,7 @@ from sentiment_workers.adapters import mongo, mysql
 from sentiment_workers.adapters.mongo import Claim, StagingStore
 from sentiment_workers.adapters.mysql import Warehouse, WarehouseRow
 from sentiment_workers.config import WorkerConfig
+from sentiment_workers.isolation import describe, write_isolating
 from sentiment_workers.logging import get_logger
 from sentiment_workers.messages import DeadLetterReason, utcnow
 from sentiment_workers.metrics import PipelineMetrics
@@ -36,7 +41,8 @@ from sentiment_workers.retry import with_retries
 
 log = get_logger("inference")
 BACKLOG_REFRESH_S = 5.0
-DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_ATTEMPTS = 3
+"""Claims of a document ALONE that may end without a result (its worker died) before it is dead-lettered."""
 
 
 def default_worker_id() -> str:
@@ -147,14 +153,21 @@ class InferenceWorker:
             self._backlog_at = time.monotonic()
             self.metrics.pending_backlog.set(await self._mongo(self.store.count_backlog))
 
+    def _exhausted(self, doc: dict[str, Any]) -> bool:
+        return int(doc.get("solo_attempts", 0)) > self.max_attempts
+
     async def _drop_exhausted(self, claim: Claim) -> Claim:
-        """Dead-letter documents claimed more than ``max_attempts`` times (their workers kept dying)."""
-        exhausted = [d for d in claim.documents if int(d.get("attempts", 0)) > self.max_attempts]
+        """Dead-letter a document claimed alone more than ``max_attempts`` times: its workers died while it
+        was the only document they held, so it is the culprit (claims shrink until it is alone)."""
+        exhausted = [d for d in claim.documents if self._exhausted(d)]
         if not exhausted:
             return claim
-        detail = f"claimed {self.max_attempts}+ times without finishing (worker crashed or timed out)"
+        detail = (
+            f"claimed alone {self.max_attempts}+ times without finishing (the worker died or timed out "
+            "on this message, e.g. out of memory)"
+        )
         await self._dead_letter(exhausted, DeadLetterReason.TOO_MANY_ATTEMPTS, detail)
-        keep = [d for d in claim.documents if int(d.get("attempts", 0)) <= self.max_attempts]
+        keep = [d for d in claim.documents if not self._exhausted(d)]
         return Claim(token=claim.token, owner=claim.owner, expires=claim.expires, documents=keep)
 
     async def _dead_letter(
@@ -222,18 +235,46 @@ class InferenceWorker:
             await self.write(batch)
 
     async def write(self, batch: ClassifiedBatch) -> None:
-        """MySQL first (one transaction), then mark done in Mongo; both retried while their server is down."""
+        """MySQL first (one transaction), then mark done in Mongo; both retried while their server is down.
+
+        Rows MySQL refuses are found by bisection and dead-lettered alone (``store_rejected``); a document
+        Mongo refuses to mark done with its prediction (its row is committed) is marked done with a note.
+        """
         for doc, error in batch.failed:
             await self._dead_letter([doc], DeadLetterReason.MODEL_ERROR, error)
         if not batch.rows:
             return
-        await self._mysql(lambda: self.warehouse.upsert(batch.rows))
+        written = await write_isolating(
+            batch.rows,
+            lambda part: self._mysql(lambda: self.warehouse.upsert(part)),
+            is_rejection=mysql.is_rejection,
+        )
+        if written.rejected:
+            by_id = {str(d["_id"]): d for d in batch.claim.documents}
+            for row, exc in written.rejected:
+                await self._dead_letter(
+                    [by_id[row.id]], DeadLetterReason.STORE_REJECTED, describe("mysql", exc)
+                )
+        refused = {row.id for row, _ in written.rejected}
+        rows = [r for r in batch.rows if r.id not in refused]
+        if not rows:
+            return
         committed = utcnow()
-        await self._mongo(lambda: self.store.mark_done([(r.id, _done_fields(r)) for r in batch.rows]))
-        for row in batch.rows:
+        marked = await write_isolating(
+            rows,
+            lambda part: self._mongo(lambda: self.store.mark_done([(r.id, _done_fields(r)) for r in part])),
+            is_rejection=mongo.is_rejection,
+        )
+        for row, exc in marked.rejected:
+            note = describe("mongo", exc)
+            log.warning("prediction not stored in staging; marked done with a note", id=row.id, error=note)
+            await self._mongo(
+                lambda row=row, note=note: self.store.mark_done_without_prediction(row.id, note)
+            )
+        for row in rows:
             self.metrics.texts_classified.labels(row.sentiment_label).inc()
             self.metrics.end_to_end_latency.observe(max((committed - row.ingest_ts).total_seconds(), 0.0))
-        self.classified += len(batch.rows)
+        self.classified += len(rows)
 
 
 def _done_fields(row: WarehouseRow) -> dict[str, Any]:

@@ -3,12 +3,18 @@
 Pure functions, no I/O. A message is a UTF-8 JSON object carrying the text in ``comment`` (or ``text``),
 optionally ``id``, ``user_id`` and ``created_at``. Its id is stable so a replay never duplicates it: the
 message's own ``id`` field, else the Kafka key, else a SHA-256 of the raw bytes (never a random id).
+
+JSON escapes of lone UTF-16 surrogates (``"\\ud800"``) decode to strings no store can encode (BSON and
+utf8mb4 both refuse them). They are replaced by U+FFFD in the text, the payload and ``user_id``; the staged
+document then keeps the original bytes (``raw``) and says what was changed (``altered``). An ``id`` holding
+one is replaced by ``sha256:`` of its surrogate-preserving encoding (stable, and distinct from other ids).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,6 +25,10 @@ TEXT_FIELDS = ("comment", "text")
 
 MAX_ID_LENGTH = 128
 """Longer ids (from a field or a key) are replaced by ``sha256:<hex>`` of themselves (still stable)."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+ALTERED_SURROGATES = "lone UTF-16 surrogates replaced by U+FFFD (original bytes in raw)"
 
 
 class DeadLetterReason(StrEnum):
@@ -32,6 +42,7 @@ class DeadLetterReason(StrEnum):
     INVALID_FIELD = "invalid_field"
     MODEL_ERROR = "model_error"
     TOO_MANY_ATTEMPTS = "too_many_attempts"
+    STORE_REJECTED = "store_rejected"
 
 
 @dataclass(frozen=True)
@@ -56,9 +67,12 @@ class StagedMessage:
     created_at: datetime | None
     payload: dict[str, Any]
     source: SourceRecord
+    altered: str | None = None
+    """What parsing changed to make the message storable (None: nothing); ``raw`` then keeps the bytes."""
 
     def to_document(self, ingest_ts: datetime) -> dict[str, Any]:
         """The raw document as stored in MongoDB (status fields are added by the store)."""
+        altered = {"altered": self.altered, "raw": self.source.value} if self.altered else {}
         return {
             "_id": self.id,
             "comment": self.comment,
@@ -70,6 +84,7 @@ class StagedMessage:
             "offset": self.source.offset,
             "kafka_ts": _from_millis(self.source.timestamp_ms),
             "ingest_ts": ingest_ts,
+            **altered,
         }
 
 
@@ -113,22 +128,58 @@ def _parse(record: SourceRecord, *, max_bytes: int) -> StagedMessage:
     except UnicodeDecodeError as exc:
         raise InvalidMessageError(DeadLetterReason.NOT_UTF8, f"value is not UTF-8: {exc}") from None
     try:
-        payload = json.loads(text)
+        payload = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InvalidMessageError(DeadLetterReason.INVALID_JSON, f"value is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidMessageError(
+            DeadLetterReason.INVALID_JSON, "value is nested too deeply to parse"
+        ) from None
     if not isinstance(payload, dict):
         raise InvalidMessageError(
             DeadLetterReason.NOT_AN_OBJECT, f"expected a JSON object, got {type(payload).__name__}"
         )
-    comment = _text_of(payload)
+    message_id = stable_id(payload, record)  # before scrubbing: an id's surrogates make it a hash
+    clean, altered = payload, None
+    if "\\ud" in text.lower():  # a surrogate can only come from a \\uXXXX escape
+        try:
+            clean = _scrub(payload)
+            altered = ALTERED_SURROGATES if clean != payload else None
+        except RecursionError:
+            raise InvalidMessageError(
+                DeadLetterReason.INVALID_JSON, "value is nested too deeply to parse"
+            ) from None
+    comment = _text_of(clean)
     return StagedMessage(
-        id=stable_id(payload, record),
+        id=message_id,
         comment=comment,
-        user_id=_optional_id(payload, "user_id"),
-        created_at=_optional_time(payload, "created_at"),
-        payload=payload,
+        user_id=_optional_id(clean, "user_id"),
+        created_at=_optional_time(clean, "created_at"),
+        payload=clean,
         source=record,
+        altered=altered,
     )
+
+
+def _no_constant(name: str) -> Any:
+    """``NaN``/``Infinity`` are not JSON (RFC 8259); Python's parser accepts them, the warehouse does not."""
+    raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
+
+
+def scrub_text(value: str) -> str:
+    """``value`` with every lone surrogate replaced by U+FFFD (a surrogate in a ``str`` is always lone)."""
+    return _SURROGATE.sub(REPLACEMENT, value)
+
+
+def _scrub(value: Any) -> Any:
+    """A copy of a parsed JSON value with lone surrogates replaced in every string and key."""
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {scrub_text(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
 
 
 def stable_id(payload: dict[str, Any], record: SourceRecord) -> str:
@@ -138,7 +189,10 @@ def stable_id(payload: dict[str, Any], record: SourceRecord) -> str:
         if isinstance(own, bool) or not isinstance(own, str | int):
             raise InvalidMessageError(DeadLetterReason.INVALID_FIELD, "'id' must be a string or an integer")
         if str(own).strip():
-            return _bounded(str(own).strip())
+            text = str(own).strip()
+            if _SURROGATE.search(text):
+                return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+            return _bounded(text)
     if record.key:
         try:
             return _bounded(record.key.decode("utf-8"))

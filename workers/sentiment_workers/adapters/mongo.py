@@ -19,29 +19,102 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import Binary
+from bson.errors import InvalidDocument
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
-from pymongo import ASCENDING, UpdateOne
-from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, OperationFailure
+from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    ConnectionFailure,
+    DocumentTooLarge,
+    OperationFailure,
+    PyMongoError,
+)
 
 from sentiment_workers.config import WorkerConfig
-from sentiment_workers.messages import Rejected, StagedMessage, utcnow
+from sentiment_workers.messages import Rejected, StagedMessage, scrub_text, utcnow
 
 PENDING = "pending"
 DONE = "done"
 DEAD_LETTERED = "dead_lettered"
 EPOCH = datetime(1970, 1, 1)
 DUPLICATE_KEY = 11000
-# Codes a server returns while it shuts down or steps down (retry them like a lost connection).
-_TRANSIENT_CODES = {6, 7, 89, 91, 189, 9001, 10107, 11600, 11602, 13435, 13436}
+SOURCES = "sources"
+DETAIL_LIMIT = 2000
+
+# Server codes meaning "this server is (briefly) unavailable": network errors, shutting down, stepping down,
+# a write conflict or a time limit. Retried like a lost connection.
+TRANSIENT_CODES = frozenset(
+    {
+        6,  # HostUnreachable
+        7,  # HostNotFound
+        89,  # NetworkTimeout
+        91,  # ShutdownInProgress
+        112,  # WriteConflict
+        189,  # PrimarySteppedDown
+        262,  # ExceededTimeLimit
+        9001,  # SocketException
+        10107,  # NotWritablePrimary
+        11600,  # InterruptedAtShutdown
+        11602,  # InterruptedDueToReplStateChange
+        13435,  # NotPrimaryNoSecondaryOk
+        13436,  # NotPrimaryOrSecondary
+    }
+)
+# Server codes meaning "this document is refused": it will be refused again, whatever the retries.
+REJECTION_CODES = frozenset(
+    {
+        2,  # BadValue
+        9,  # FailedToParse
+        14,  # TypeMismatch
+        15,  # Overflow (e.g. nesting deeper than the server allows)
+        16,  # InvalidLength
+        17,  # ProtocolError (a malformed document)
+        28,  # PathNotViable
+        52,  # DollarPrefixedFieldName
+        55,  # InvalidDBRef
+        56,  # EmptyFieldName
+        57,  # DottedFieldName
+        121,  # DocumentValidationFailure
+        10334,  # BSONObjectTooLarge
+        17419,  # document grew past the size limit
+        17420,  # document to upsert is larger than the size limit
+    }
+)
+# Client-side errors raised while encoding one document to BSON.
+_ENCODING_ERRORS = (InvalidDocument, DocumentTooLarge, UnicodeError, OverflowError, RecursionError)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors that mean "Mongo is (briefly) unreachable", worth retrying."""
-    if isinstance(exc, ConnectionFailure | AutoReconnect):
+    """True for errors that mean "Mongo is (briefly) unreachable": retry the same request."""
+    if isinstance(exc, ConnectionFailure | AutoReconnect):  # incl. server selection and network timeouts
+        return True
+    if isinstance(exc, BulkWriteError):  # per-document write errors: see is_rejection
+        return False
+    if isinstance(exc, PyMongoError) and exc.has_error_label("RetryableWriteError"):
+        return True
+    return isinstance(exc, OperationFailure) and exc.code in TRANSIENT_CODES
+
+
+def is_rejection(exc: BaseException) -> bool:
+    """True for errors that mean "Mongo refuses this data": isolate the documents, dead-letter them.
+
+    Encoding errors (a lone surrogate, an integer over 64 bits, a NUL in a key, nesting the encoder cannot
+    follow, a document over 16 MiB) and server write errors whose codes are all about the document.
+    Anything else (unauthorized, unknown command, ...) is neither transient nor a rejection: it propagates.
+    """
+    if isinstance(exc, _ENCODING_ERRORS):
         return True
     if isinstance(exc, BulkWriteError):
-        return False
-    return isinstance(exc, OperationFailure) and exc.code in _TRANSIENT_CODES
+        errors = exc.details.get("writeErrors", [])
+        return bool(errors) and all(e.get("code") in REJECTION_CODES for e in errors)
+    return isinstance(exc, OperationFailure) and exc.code in REJECTION_CODES
+
+
+def claim_size_for(limit: int, attempts: int) -> int:
+    """The size of a claim whose most-claimed document was claimed ``attempts`` times already: halved per
+    unfinished attempt (a bisection across claims), never below one."""
+    return max(1, limit >> min(attempts, 62))
 
 
 @dataclass(frozen=True)
@@ -107,6 +180,9 @@ class StagingStore:
     ) -> StageResult:
         """Upsert a batch keyed by message id (``$setOnInsert``: a replay changes nothing) and its rejects.
 
+        Each staged document also collects the Kafka positions it was read from (``sources``, a set: a
+        redelivery adds nothing), so ``reconcile`` can account for every offset, duplicates included.
+
         Dead letters are keyed by topic/partition/offset, so a redelivered reject is not stored twice.
         Idempotent: safe to repeat after a failure part-way.
         """
@@ -116,7 +192,15 @@ class StagingStore:
             for message in messages:
                 doc = message.to_document(ingest_ts)
                 doc.update(status=PENDING, lease_expires=EPOCH, attempts=0)
-                ops.append(UpdateOne({"_id": message.id}, {"$setOnInsert": doc}, upsert=True))
+                source = message.source
+                delivered = {"t": source.topic, "p": source.partition, "o": source.offset}
+                ops.append(
+                    UpdateOne(
+                        {"_id": message.id},
+                        {"$setOnInsert": doc, "$addToSet": {SOURCES: delivered}},
+                        upsert=True,
+                    )
+                )
             staged = len(await self._bulk_upsert(self.messages, ops))
         new_dead: dict[str, int] = {}
         if rejected:
@@ -138,7 +222,7 @@ class StagingStore:
         return {
             "stage": "consume",
             "reason": rejected.reason.value,
-            "detail": rejected.detail,
+            "detail": scrub_text(rejected.detail)[:DETAIL_LIMIT],
             "raw": Binary(raw[: self.raw_limit]),
             "raw_size": len(raw),
             "raw_truncated": len(raw) > self.raw_limit,
@@ -170,22 +254,38 @@ class StagingStore:
         """Lease up to ``limit`` claimable documents in three round trips (find, update_many, re-read).
 
         Claimable: pending and never leased, or leased with an expired lease (a crashed worker). Each
-        claim bumps ``attempts``. Several workers may race for the same candidates; the conditional
-        ``update_many`` gives each document to one of them, and each re-reads only what its token won.
+        claim bumps ``attempts`` (and ``solo_attempts`` when the claim holds one document). Several workers
+        may race for the same candidates; the conditional ``update_many`` gives each document to one of
+        them, and each re-reads only what its token won.
+
+        A claim that did not finish makes its documents suspects (``attempts`` >= 1): a claim holding a
+        suspect that has been claimed ``a`` times is at most ``limit >> a`` documents, suspects first, so a
+        document that kills every worker holding it is halved down to a claim of its own, while the others
+        finish in the smaller claims (see :func:`claim_size_for`).
         """
         now = utcnow()
         token = uuid.uuid4().hex
         expires = now + timedelta(seconds=lease_seconds)
         claimable = {"status": PENDING, "lease_expires": {"$lte": now}}
-        candidates = await self.messages.find(claimable, {"_id": 1}).limit(limit).to_list(limit)
+        candidates = (
+            await self.messages.find(claimable, {"_id": 1, "attempts": 1})
+            .sort([("lease_expires", DESCENDING)])  # expired leases (suspects) before never-leased
+            .limit(limit)
+            .to_list(limit)
+        )
         if not candidates:
             return Claim(token=token, owner=owner, expires=expires, documents=[])
+        most = max(int(c.get("attempts", 0)) for c in candidates)
+        size = claim_size_for(limit, most)
+        if size < len(candidates):
+            candidates = sorted(candidates, key=lambda c: -int(c.get("attempts", 0)))[:size]
         ids = [c["_id"] for c in candidates]
+        increments = {"attempts": 1, "solo_attempts": 1} if len(ids) == 1 else {"attempts": 1}
         await self.messages.update_many(
             {"_id": {"$in": ids}, **claimable},
             {
                 "$set": {"lease_owner": owner, "lease_token": token, "lease_expires": expires},
-                "$inc": {"attempts": 1},
+                "$inc": increments,
             },
         )
         documents = await self.messages.find({"_id": {"$in": ids}, "lease_token": token}).to_list(None)
@@ -207,6 +307,16 @@ class StagingStore:
         ]
         await self.messages.bulk_write(ops, ordered=False)
 
+    async def mark_done_without_prediction(self, doc_id: str, note: str) -> None:
+        """Mark one document done with only a note (its row is in the warehouse; Mongo refused the fields)."""
+        await self.messages.update_one(
+            {"_id": doc_id},
+            {
+                "$set": {"status": DONE, "done_note": scrub_text(note)[:DETAIL_LIMIT]},
+                "$unset": {"lease_owner": "", "lease_token": "", "lease_expires": ""},
+            },
+        )
+
     async def dead_letter_staged(
         self, documents: Sequence[dict[str, Any]], reason: str, detail: str, ts: datetime
     ) -> int:
@@ -223,7 +333,7 @@ class StagingStore:
                     "$setOnInsert": {
                         "stage": "infer",
                         "reason": reason,
-                        "detail": detail,
+                        "detail": scrub_text(detail)[:DETAIL_LIMIT],
                         "message_id": doc["_id"],
                         "comment": doc.get("comment"),
                         "payload": doc.get("payload"),

@@ -20,8 +20,48 @@ import pymysql
 from sentiment_workers.config import WorkerConfig
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-# Errors meaning "the server went away / is restarting": retry. (pymysql error codes)
-_TRANSIENT_CODES = {1040, 1053, 1205, 1213, 2003, 2006, 2013, 2055, 1927}
+# Server/client codes meaning "the server went away, is restarting or is busy": retry the same transaction.
+TRANSIENT_CODES = frozenset(
+    {
+        1040,  # ER_CON_COUNT_ERROR: too many connections
+        1053,  # ER_SERVER_SHUTDOWN: server shutdown in progress
+        1077,  # ER_NORMAL_SHUTDOWN
+        1079,  # ER_SHUTDOWN_COMPLETE
+        1152,  # ER_ABORTING_CONNECTION
+        1158,  # ER_NET_READ_ERROR
+        1159,  # ER_NET_READ_INTERRUPTED
+        1160,  # ER_NET_ERROR_ON_WRITE
+        1161,  # ER_NET_WRITE_INTERRUPTED
+        1205,  # ER_LOCK_WAIT_TIMEOUT
+        1213,  # ER_LOCK_DEADLOCK
+        1927,  # ER_CONNECTION_KILLED
+        2002,  # CR_CONNECTION_ERROR (socket)
+        2003,  # CR_CONN_HOST_ERROR: cannot connect
+        2006,  # CR_SERVER_GONE_ERROR
+        2013,  # CR_SERVER_LOST
+        2055,  # CR_SERVER_LOST_EXTENDED
+        4031,  # ER_CLIENT_INTERACTION_TIMEOUT: idle connection dropped by the server
+    }
+)
+# Codes meaning "the server refuses these rows": isolate them, the same rows would be refused again.
+REJECTION_CODES = frozenset(
+    {
+        1048,  # ER_BAD_NULL_ERROR
+        1153,  # ER_NET_PACKET_TOO_LARGE: over max_allowed_packet (a smaller batch fits)
+        1264,  # ER_WARN_DATA_OUT_OF_RANGE
+        1265,  # WARN_DATA_TRUNCATED
+        1292,  # ER_TRUNCATED_WRONG_VALUE (bad datetime)
+        1366,  # ER_TRUNCATED_WRONG_VALUE_FOR_FIELD (incorrect string value)
+        1406,  # ER_DATA_TOO_LONG
+        1452,  # ER_NO_REFERENCED_ROW_2
+        3140,  # ER_INVALID_JSON_TEXT (MySQL)
+        3157,  # ER_INVALID_JSON_CHARSET (MySQL)
+        3819,  # ER_CHECK_CONSTRAINT_VIOLATED (MySQL)
+        4025,  # ER_CONSTRAINT_FAILED (MariaDB CHECK, incl. JSON_VALID on a JSON column: depth over 32)
+    }
+)
+# Client-side errors raised while encoding one row's values.
+_ENCODING_ERRORS = (UnicodeError, OverflowError, RecursionError)
 
 
 def quote_identifier(name: str) -> str:
@@ -31,14 +71,38 @@ def quote_identifier(name: str) -> str:
     return f"`{name}`"
 
 
+def error_code(exc: BaseException) -> int | None:
+    """The MySQL error number of a pymysql error, if it has one."""
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for connection losses, restarts, deadlocks and lock timeouts (worth retrying)."""
+    """True for connection losses, restarts, deadlocks and lock wait timeouts: retry the transaction."""
     if isinstance(exc, ConnectionError | TimeoutError):
         return True
-    if isinstance(exc, pymysql.err.OperationalError | pymysql.err.InterfaceError | pymysql.err.InternalError):
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        return code is None or code in _TRANSIENT_CODES
+    if isinstance(exc, pymysql.err.InterfaceError):  # the client's connection is closed or broken
+        return True
+    if isinstance(exc, pymysql.err.OperationalError | pymysql.err.InternalError):
+        code = error_code(exc)
+        return code is None or code in TRANSIENT_CODES
     return False
+
+
+def is_rejection(exc: BaseException) -> bool:
+    """True for errors that mean "MySQL refuses these rows": encoding (a value the connection charset
+    cannot carry), constraints (CHECK, NOT NULL, foreign keys), data too long or out of range, JSON the
+    server does not accept (too deep), a statement over ``max_allowed_packet``. Isolate and dead-letter.
+
+    Anything else (no such table, access denied, syntax) is neither transient nor a rejection: it would
+    refuse every row, so it propagates instead of dead-lettering the stream one message at a time.
+    """
+    if isinstance(exc, _ENCODING_ERRORS):
+        return True
+    if isinstance(exc, pymysql.err.DataError | pymysql.err.IntegrityError):
+        return True
+    return isinstance(exc, pymysql.err.MySQLError) and error_code(exc) in REJECTION_CODES
 
 
 def create_table_sql(table: str) -> str:
