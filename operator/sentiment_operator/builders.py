@@ -189,7 +189,9 @@ def desired_replicas(spec: PipelineSpec, component: str, autoscaled: int | None 
     return workload.replicas
 
 
-def _container(spec: PipelineSpec, owner: Owner, component: str, image: str) -> dict[str, Any]:
+def _container(
+    spec: PipelineSpec, owner: Owner, component: str, image: str, pull_policy: str
+) -> dict[str, Any]:
     workload: Workload = getattr(spec, component)
     env: list[dict[str, Any]] = [
         {"name": "HF_HUB_OFFLINE", "value": "1"},
@@ -213,7 +215,7 @@ def _container(spec: PipelineSpec, owner: Owner, component: str, image: str) -> 
     return {
         "name": component,
         "image": image,
-        "imagePullPolicy": workload.image_pull_policy,
+        "imagePullPolicy": workload.image_pull_policy or pull_policy,
         "command": WORKER_COMMANDS[component],
         "envFrom": [{"configMapRef": {"name": config_map_name(owner.name)}}],
         "env": env,
@@ -243,13 +245,14 @@ def build_deployment(
     component: str,
     *,
     default_image: str,
+    default_pull_policy: str = "IfNotPresent",
     autoscaled: int | None = None,
 ) -> Manifest:
-    """The consumer or inference Deployment."""
+    """The consumer or inference Deployment (image and pull policy: the workload's, else the defaults)."""
     if component not in WORKER_COMPONENTS:
         raise ValueError(f"unknown worker component {component!r}")
     workload: Workload = getattr(spec, component)
-    container = _container(spec, owner, component, workload.image or default_image)
+    container = _container(spec, owner, component, workload.image or default_image, default_pull_policy)
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -341,14 +344,16 @@ def build_children(
     owner: Owner,
     *,
     default_image: str,
+    default_pull_policy: str = "IfNotPresent",
     autoscaled: int | None = None,
     service_monitor: bool = False,
 ) -> list[Manifest]:
     """Every child, in apply order (the ConfigMap before the Deployments that read it)."""
+    images = {"default_image": default_image, "default_pull_policy": default_pull_policy}
     children = [
         build_config_map(spec, owner),
-        build_deployment(spec, owner, CONSUMER, default_image=default_image),
-        build_deployment(spec, owner, INFERENCE, default_image=default_image, autoscaled=autoscaled),
+        build_deployment(spec, owner, CONSUMER, **images),
+        build_deployment(spec, owner, INFERENCE, **images, autoscaled=autoscaled),
         build_metrics_service(spec, owner),
     ]
     if service_monitor and spec.metrics.service_monitor.enabled:

@@ -204,6 +204,7 @@ async def _reconcile(
         spec,
         owner,
         default_image=op.settings.worker_image,
+        default_pull_policy=op.settings.worker_image_pull_policy,
         autoscaled=autoscaled,
         service_monitor=with_monitor,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sentiment_workers.config import BACKLOG_METRIC
@@ -13,6 +15,10 @@ class OperatorSettings(BaseSettings):
     worker_image: str = Field(
         "ghcr.io/sentiment-pipeline/worker:0.1.0",
         description="Image of the workers when a CR names none (the chart sets it to its appVersion).",
+    )
+    worker_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent",
+        description="Pull policy of the workers when a CR sets none (the chart: worker.image.pullPolicy).",
     )
     resync_seconds: float = Field(15.0, gt=0, description="Timer period: drift repair, status, autoscaling.")
     idle_seconds: float = Field(2.0, ge=0, description="The timer waits this long after a spec change.")

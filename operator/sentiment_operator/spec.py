@@ -107,7 +107,9 @@ class Workload(_Model):
 
     replicas: int = Field(1, ge=0, le=100)
     image: str | None = Field(None, description="Defaults to the operator's worker image.")
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        None, description="Defaults to the operator's worker image pull policy."
+    )
     resources: Resources | None = None
     node_selector: dict[str, str] | None = None
     tolerations: list[Toleration] | None = None

@@ -3,11 +3,13 @@ operator's settings (environment variables) and its spec model (the default Sent
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
+from sentiment_operator.builders import Owner, build_children
 from sentiment_operator.settings import OperatorSettings
 from sentiment_operator.spec import parse_spec
 
@@ -78,6 +80,32 @@ def test_operator_environment_sets_only_settings_the_operator_reads(render: Rend
     assert (settings.health_port, settings.metrics_port) == (ports["health"], ports["metrics"])
 
 
+def test_worker_pull_policy_reaches_the_worker_deployments(render: Render) -> None:
+    """docs/images.md: `--set worker.image.pullPolicy=Never` (images loaded on the node, no registry) used to
+    stop at the Metabase Job: the worker Deployments the operator builds kept IfNotPresent."""
+    docs = render("worker.image.pullPolicy=Never")
+    container = _component(docs, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("SENTIMENT_OPERATOR_")}
+    settings = OperatorSettings(**{k.removeprefix("SENTIMENT_OPERATOR_").lower(): v for k, v in env.items()})
+    spec = parse_spec(_component(docs, "SentimentPipeline", "pipeline")["spec"])
+    owner = Owner(name="default", namespace="ns", uid="u")
+    deployments = [
+        child
+        for child in build_children(
+            spec,
+            owner,
+            default_image=settings.worker_image,
+            default_pull_policy=settings.worker_image_pull_policy,
+        )
+        if child["kind"] == "Deployment"
+    ]
+    assert len(deployments) == 2
+    for deployment in deployments:
+        (worker,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert worker["imagePullPolicy"] == "Never", deployment["metadata"]["name"]
+        assert worker["image"] == settings.worker_image
+
+
 def test_default_pipeline_is_a_valid_spec_wired_to_the_in_chart_data_plane(render: Render) -> None:
     docs = render()
     pipeline = _component(docs, "SentimentPipeline", "pipeline")
@@ -109,3 +137,74 @@ def test_extra_spec_overrides_reach_the_pipeline_and_stay_valid(render: Render) 
     assert spec.autoscaling.enabled and spec.autoscaling.max_replicas == 3
     assert spec.state == "paused"
     assert spec.source.topic == "messages"  # untouched defaults survive the merge
+
+
+SAMPLES = REPO / "k8s-manifests" / "samples"
+# The install the samples (and the README's quick start) are written for.
+SAMPLE_RELEASE, SAMPLE_NAMESPACE = "sentiment-pipeline", "sentiment"
+
+
+def test_samples_point_at_services_and_secrets_the_chart_creates(render: Render) -> None:
+    """The samples named `kafka.sentiment.svc` and `mysql.sentiment.svc`, which no install of the chart
+    creates: the workers looped on "store unreachable"."""
+    docs = render(release=SAMPLE_RELEASE, namespace=SAMPLE_NAMESPACE)
+    services = {
+        f"{d['metadata']['name']}.{SAMPLE_NAMESPACE}.svc": {p["port"] for p in d["spec"]["ports"]}
+        for d in docs
+        if d["kind"] == "Service"
+    }
+    secrets = {d["metadata"]["name"]: set(d["data"]) for d in docs if d["kind"] == "Secret"}
+    pipelines = [
+        doc
+        for path in sorted(SAMPLES.glob("sentimentpipeline*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc["kind"] == "SentimentPipeline"
+    ]
+    assert len(pipelines) == 2
+    for doc in pipelines:
+        name = doc["metadata"]["name"]
+        assert doc["metadata"]["namespace"] == SAMPLE_NAMESPACE
+        spec = parse_spec(doc["spec"])
+        for server in spec.source.bootstrap_servers.split(","):
+            host, _, port = server.rpartition(":")
+            assert int(port) in services.get(host, set()), f"{name}: no Service {server} in the chart"
+        assert spec.sink.port in services.get(spec.sink.host, set()), f"{name}: no Service {spec.sink.host}"
+        for secret, keys in spec.secret_refs().items():
+            assert set(keys) <= secrets.get(secret, set()), f"{name}: Secret {secret} with keys {keys}"
+
+
+def _render_notes(helm: Path, chart_dir: Path, tmp_path: Path, *set_args: str) -> str:
+    """NOTES.txt as `helm install` prints it (`helm template` skips NOTES: render a renamed copy)."""
+    chart = tmp_path / "chart"
+    shutil.copytree(chart_dir, chart)
+    notes = chart / "templates" / "NOTES.txt"
+    (chart / "templates" / "_notes.tpl").write_text(
+        '{{- define "notes" }}' + notes.read_text() + "{{- end }}"
+    )
+    notes.unlink()
+    (chart / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data:\n  notes: {{ include "notes" . | quote }}\n'
+    )
+    cmd = [str(helm), "template", SAMPLE_RELEASE, str(chart), "-n", SAMPLE_NAMESPACE]
+    cmd += ["--show-only", "templates/notes.yaml"]
+    for expr in set_args:
+        cmd += ["--set", expr]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return str(yaml.safe_load(result.stdout)["data"]["notes"])
+
+
+def test_notes_produce_from_inside_the_cluster_with_the_worker_image(
+    helm: Path, chart_dir: Path, tmp_path: Path
+) -> None:
+    """The port-forward recipe failed (NodeNotReadyError): the broker advertises its in-cluster name. The
+    recipe runs the producer in a pod: the worker image, its pull policy, the chart's Kafka Service."""
+    notes = _render_notes(helm, chart_dir, tmp_path, "worker.image.pullPolicy=Never")
+    assert "kubectl port-forward" not in notes.split("3. Metabase")[0], "no port-forward to produce"
+    run = notes[notes.index("kubectl -n sentiment run") :].split("\n\n")[0]
+    flat = " ".join(run.replace("\\\n", " ").split())
+    assert "--image=ghcr.io/sentiment-pipeline/worker:" in flat
+    assert "--image-pull-policy=Never" in flat
+    assert "--env=SENTIMENT_KAFKA_BOOTSTRAP_SERVERS=sentiment-pipeline-kafka.sentiment.svc:9092" in flat
+    assert flat.endswith("-- produce --topic messages --count 1000 --no-progress"), flat

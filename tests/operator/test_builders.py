@@ -102,3 +102,16 @@ def test_worker_probes_ask_the_event_loop_heartbeat_on_the_metrics_port():
             assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, (component, probe)
         startup = container["startupProbe"]
         assert startup["periodSeconds"] * startup["failureThreshold"] == 300  # 5 min to load a model
+
+
+def test_pull_policy_is_the_operators_unless_the_workload_sets_one():
+    """The chart's worker.image.pullPolicy reaches the operator as its default; a CR may still override it."""
+    spec = parse_spec({**BASE, "inference": {"imagePullPolicy": "Always"}})
+    policies = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]["spec"]["containers"][
+            0
+        ]["imagePullPolicy"]
+        for d in build_children(spec, OWNER, default_image="i", default_pull_policy="Never")
+        if d["kind"] == "Deployment"
+    }
+    assert policies == {CONSUMER: "Never", INFERENCE: "Always"}
