@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup services services-down cluster cluster-down demo test test-all lint format bench train chart-lint chart-sync images clean
+.PHONY: help setup services services-down cluster cluster-down node-cluster node-cluster-down node-cluster-wipe demo test test-all e2e lint format bench train chart-lint chart-sync images clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -25,6 +25,15 @@ cluster: ## Build (once, cached in ~/.cache) and start etcd, kube-apiserver and 
 cluster-down: ## Stop the local Kubernetes API server
 	@bash scripts/cluster.sh down
 
+node-cluster: ## Install (once) and start a one-node cluster that runs pods: kubelet, containerd, DNS (needs root)
+	@bash scripts/node-cluster.sh up
+
+node-cluster-down: ## Stop the one-node cluster (its state and imported images stay)
+	@bash scripts/node-cluster.sh down
+
+node-cluster-wipe: ## Stop the one-node cluster and remove its state, network namespace and veth
+	@bash scripts/node-cluster.sh wipe
+
 demo: ## From a fresh clone: services, sample data through Kafka, consumer + inference, report and PNG
 	@bash scripts/demo.sh
 
@@ -33,6 +42,12 @@ test: ## Set everything up and run the default test suite (what CI runs)
 
 test-all: ## The default suite plus the slow suites
 	@PYTEST_ADDOPTS="-m 'slow or not slow'" bash scripts/test.sh
+
+# The e2e scenario (tests/e2e, docs/e2e.md): cluster, images and import are brought up by the suite itself.
+E2E_ARGS ?=
+e2e: setup ## helm install on a real one-node cluster with images built here: pods -> rows, scaling, upgrades
+	@bash scripts/install-helm.sh >/dev/null
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/pytest -m e2e tests/e2e -v $(E2E_ARGS)
 
 lint: setup ## ruff, mypy, import contracts
 	$(VENV)/bin/ruff check .
@@ -62,9 +77,9 @@ chart-lint: ## helm lint --strict the chart, and check its CRD/RBAC copies match
 chart-sync: ## Copy the CRD and operator RBAC from k8s-manifests into the chart
 	@bash scripts/sync-crds.sh
 
-images: ## Build the operator and worker images (needs a Docker engine)
-	docker build -f docker/operator.Dockerfile -t ghcr.io/sentiment-pipeline/operator:dev .
-	docker build -f docker/worker.Dockerfile -t ghcr.io/sentiment-pipeline/worker:dev .
+images: ## Build the operator and worker images: docker where a Docker engine answers, else buildah (no daemon)
+	@bash scripts/images.sh build operator worker
+	@bash scripts/images.sh sizes operator worker
 
 clean: services-down cluster-down ## Stop everything and remove local state (.dev)
 	rm -rf .dev

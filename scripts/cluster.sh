@@ -6,6 +6,7 @@
 #                               cache are cached too)
 #   scripts/cluster.sh build --node   the same plus kubelet, kube-scheduler and kube-proxy (the one-node cluster
 #                               with pods of scripts/node.sh)
+#   scripts/cluster.sh sources  only download (once) the sources the build uses, e.g. for the pause image
 #   scripts/cluster.sh up       start etcd, kube-apiserver and kube-controller-manager, write a kubeconfig, wait for
 #                               /readyz and the controller-manager's /healthz (idempotent)
 #   scripts/cluster.sh down     stop all three by PID (kube-apiserver with SIGKILL: it waits > 60 s on open watches)
@@ -325,12 +326,13 @@ status() {
 
 case "${1:-}" in
 build) build "${2:-}" ;;
+sources) fetch_sources ;;
 up) up ;;
 down) down ;;
 status) status ;;
 env) echo "export KUBECONFIG=$(cd "$CLUSTER_DIR" 2>/dev/null && pwd)/kubeconfig" ;;
 *)
-  echo "usage: $0 build [--node]|up|down|status|env" >&2
+  echo "usage: $0 build [--node]|sources|up|down|status|env" >&2
   exit 2
   ;;
 esac

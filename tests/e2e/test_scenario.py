@@ -1,0 +1,430 @@
+"""The chart, installed as users install it, on a real cluster with a kubelet: pods run, messages become rows.
+
+One scenario, in order (each test is one step and says what a user can rely on); the numbers are printed in
+the terminal summary. The data plane runs on local stand-ins here (tests/e2e/standins/README.md); Metabase is
+off. Every step uses its own producer run id, so rows are counted per step: exactly the messages sent, once
+each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import record
+from .kube import Kube, condition, eventually
+
+pytestmark = pytest.mark.e2e
+
+NAMESPACE = os.environ.get("E2E_NAMESPACE", "sentiment-e2e")
+RELEASE = "sentiment-pipeline"
+PIPELINE = "default"
+CHART = Path(__file__).resolve().parents[2] / "charts" / "sentiment-pipeline"
+MESSAGES = int(os.environ.get("E2E_MESSAGES", "2000"))
+BACKLOG = int(os.environ.get("E2E_BACKLOG_MESSAGES", "6000"))
+WORKERS = f"sentiment.io/pipeline={PIPELINE}"
+
+
+@dataclass(frozen=True)
+class Release:
+    kube: Kube
+    helm: Path
+    values: list[Path]
+
+    def kubectl(self, *args: str, **kw: Any) -> str:
+        return self.kube.run("-n", NAMESPACE, *args, **kw)
+
+    def get(self, *args: str) -> Any:
+        return self.kube.json("-n", NAMESPACE, "get", *args)
+
+    def helm_upgrade(self, *args: str) -> float:
+        """``helm upgrade --install`` with the e2e values (plus ``args``); returns its wall time."""
+        t0 = time.monotonic()
+        values = [a for f in self.values for a in ("-f", str(f))]
+        self.kube.helm(
+            self.helm,
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(CHART),
+            "-n",
+            NAMESPACE,
+            "--create-namespace",
+            *values,
+            *args,
+            "--wait",
+            "--timeout",
+            "10m",
+        )
+        return time.monotonic() - t0
+
+    def pipeline(self) -> dict[str, Any]:
+        return dict(self.get(f"sentimentpipeline/{PIPELINE}"))
+
+    def wait_ready(self, timeout: float = 600) -> float:
+        t0 = time.monotonic()
+        self.kubectl(
+            "wait",
+            f"sentimentpipeline/{PIPELINE}",
+            "--for=condition=Ready",
+            f"--timeout={timeout:.0f}s",
+            timeout=timeout + 30,
+        )
+        return time.monotonic() - t0
+
+    def worker_pods(self, component: str | None = None) -> list[dict[str, Any]]:
+        selector = WORKERS + (f",app.kubernetes.io/component={component}" if component else "")
+        return [
+            p
+            for p in self.get("pods", "-l", selector)["items"]
+            if not p["metadata"].get("deletionTimestamp") and p["status"].get("phase") != "Succeeded"
+        ]
+
+    def produce(self, count: int, *, rate: float = 0, wait: bool = True) -> str:
+        """Send ``count`` synthetic messages from a pod of the worker image (``sentiment-pipeline produce``);
+        returns the run id (message ids are ``burst-<run id>-<i>``)."""
+        spec = self.pipeline()["spec"]["source"]
+        run_id = f"e2e{uuid.uuid4().hex[:8]}"
+        image = self.get(f"deployment/{RELEASE}-operator")["spec"]["template"]["spec"]["containers"][0]["env"]
+        worker_image = next(e["value"] for e in image if e["name"] == "SENTIMENT_OPERATOR_WORKER_IMAGE")
+        self.kubectl(
+            "run",
+            f"producer-{run_id}",
+            "--restart=Never",
+            f"--image={worker_image}",
+            "--image-pull-policy=Never",
+            f"--env=SENTIMENT_KAFKA_BOOTSTRAP_SERVERS={spec['bootstrapServers']}",
+            f"--env=SENTIMENT_KAFKA_TOPIC={spec['topic']}",
+            "--env=SENTIMENT_METRICS_PORT=0",
+            "--labels=app.kubernetes.io/part-of=sentiment-e2e",
+            "--",
+            "produce",
+            "--count",
+            str(count),
+            "--run-id",
+            run_id,
+            "--rate",
+            str(rate),
+            "--no-progress",
+        )
+        if wait:
+            self.wait_produced(run_id, timeout=300 + (count / rate if rate else 0))
+        return run_id
+
+    def wait_produced(self, run_id: str, timeout: float = 300) -> None:
+        def done() -> bool:
+            phase = self.get(f"pod/producer-{run_id}")["status"].get("phase")
+            assert phase != "Failed", self.kubectl("logs", f"producer-{run_id}", check=False)
+            return phase == "Succeeded"
+
+        eventually(done, timeout=timeout, what=f"producer {run_id} done")
+        self.kubectl("delete", "pod", f"producer-{run_id}", "--wait=false")
+
+    def sql(self, query: str) -> list[list[str]]:
+        """A query as the application user, through the MySQL pod's client (tab-separated rows)."""
+        out = self.kubectl(
+            "exec",
+            f"statefulset/{RELEASE}-mysql",
+            "--",
+            "sh",
+            "-c",
+            'MYSQL_PWD="$APP_PASSWORD" mysql -u"$APP_USERNAME" -N -B "$MYSQL_DATABASE" -e "$1"',
+            "sh",
+            query,
+        )
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    def rows(self, run_id: str) -> tuple[int, int]:
+        """(rows, distinct message ids) of a producer run in the fact table; (0, 0) while it does not
+        exist."""
+        table = self.pipeline()["spec"]["sink"].get("table", "dw_messages")
+        try:
+            ((total, distinct),) = self.sql(
+                f"SELECT COUNT(*), COUNT(DISTINCT id) FROM {table} WHERE id LIKE 'burst-{run_id}-%'"
+            )
+        except AssertionError:
+            return (0, 0)
+        return int(total), int(distinct)
+
+    def wait_rows(self, run_id: str, expected: int, timeout: float) -> float:
+        """Seconds until the run's rows reach ``expected``; then checks none is counted twice."""
+        t0 = time.monotonic()
+        eventually(
+            lambda: self.rows(run_id)[0] >= expected,
+            timeout=timeout,
+            interval=2,
+            what=f"{expected} rows of run {run_id} (have {self.rows(run_id)})",
+        )
+        took = time.monotonic() - t0
+        time.sleep(5)  # late duplicates would land now
+        assert self.rows(run_id) == (expected, expected), "each message exactly once in the fact table"
+        return took
+
+    def events(self, reason: str) -> list[dict[str, Any]]:
+        items = self.get(
+            "events",
+            "--field-selector",
+            f"involvedObject.kind=SentimentPipeline,involvedObject.name={PIPELINE},reason={reason}",
+        )
+        return list(items["items"])
+
+
+@pytest.fixture(scope="module")
+def release(kube: Kube, helm: Path, values_files: list[Path]) -> Release:
+    """The release under test, in a namespace of its own. What an earlier run left there (a failed run keeps
+    its
+    namespace for diagnosis) is removed first."""
+    rel = Release(kube, helm, values_files)
+    if kube.try_json("namespace", NAMESPACE) is not None:
+        kube.helm(helm, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--ignore-not-found", check=False)
+        for sp in (kube.try_json("-n", NAMESPACE, "get", "sentimentpipelines") or {}).get("items", []):
+            kube.run(
+                "-n",
+                NAMESPACE,
+                "patch",
+                "sentimentpipeline",
+                sp["metadata"]["name"],
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
+        kube.run("delete", "namespace", NAMESPACE, "--timeout=300s", check=False, timeout=330)
+    return rel
+
+
+def test_helm_install_brings_the_pipeline_to_ready(release: Release) -> None:
+    """``helm install`` with local images -> every chart pod runs -> ``kubectl wait sp/default
+    --for=condition=Ready``."""
+    record("helm install --wait", release.helm_upgrade())
+    record("install -> SentimentPipeline Ready", release.wait_ready())
+    status = release.pipeline()["status"]
+    assert status["phase"] == "Running", status
+    assert {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in release.worker_pods()} == {
+        "consumer",
+        "inference",
+    }
+
+
+def test_worker_pods_use_the_charts_image_pull_policy(release: Release) -> None:
+    """``worker.image.pullPolicy`` reaches the worker Deployments the operator creates (Never here: no
+    registry)."""
+    for component in ("consumer", "inference"):
+        dep = release.get(f"deployment/{PIPELINE}-{component}")
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        assert container.get("imagePullPolicy") == "Never", (component, container.get("imagePullPolicy"))
+
+
+def test_messages_produced_from_a_pod_land_exactly_once(release: Release) -> None:
+    """N messages produced from a pod -> exactly N rows in MySQL, none twice."""
+    t0 = time.monotonic()
+    run_id = release.produce(MESSAGES)
+    record(f"produce {MESSAGES} messages (pod)", time.monotonic() - t0)
+    took = release.wait_rows(run_id, MESSAGES, timeout=900)
+    record(f"{MESSAGES} messages -> {MESSAGES} rows (after produce)", took)
+    record(f"messages/s end to end ({MESSAGES})", f"{MESSAGES / (time.monotonic() - t0):.0f}")
+
+
+def test_a_backlog_scales_inference_out_and_back(release: Release) -> None:
+    """A backlog beyond the target scales inference out (Scaled events on the CR), every replica asked for is
+    scheduled on the node, and once drained it scales back to minReplicas; nothing is lost."""
+    autoscaling = release.pipeline()["spec"]["autoscaling"]
+    scaled_before = len(release.events("Scaled"))
+    t0 = time.monotonic()
+    run_id = release.produce(BACKLOG)
+
+    def scaled_out() -> int:
+        replicas = int(release.get(f"deployment/{PIPELINE}-inference")["spec"].get("replicas", 1))
+        return replicas if replicas > autoscaling["minReplicas"] else 0
+
+    replicas = eventually(scaled_out, timeout=300, what="inference scaled out")
+    record("backlog -> inference scaled out (from produce start)", time.monotonic() - t0)
+    peak = replicas
+
+    def scheduled() -> bool:
+        pods = release.worker_pods("inference")
+        nonlocal peak
+        peak = max(peak, len(pods))
+        pending = [p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Pending"]
+        unschedulable = [
+            p["metadata"]["name"]
+            for p in pods
+            if condition(p, "PodScheduled").get("reason") == "Unschedulable"
+        ]
+        assert not unschedulable, f"inference replicas the node cannot fit: {unschedulable}"
+        return not pending
+
+    took = release.wait_rows(run_id, BACKLOG, timeout=1200)
+    eventually(scheduled, timeout=60, what="all inference replicas scheduled")
+    record(f"backlog of {BACKLOG} -> rows", took)
+    record("inference replicas at peak", peak)
+    assert len(release.events("Scaled")) > scaled_before, "Scaled events on the SentimentPipeline"
+    t1 = time.monotonic()
+    eventually(
+        lambda: (
+            int(release.get(f"deployment/{PIPELINE}-inference")["spec"].get("replicas", 0))
+            == autoscaling["minReplicas"]
+        ),
+        timeout=autoscaling["scaleDownStabilizationSeconds"] + 300,
+        what="inference scaled back to minReplicas",
+    )
+    record("drained -> scaled back in", time.monotonic() - t1)
+
+
+def test_a_model_backend_change_rolls_inference_with_no_loss_and_no_duplicates(release: Release) -> None:
+    """``helm upgrade --set pipeline.modelBackend=onnx-int8`` while messages flow: only the inference
+    Deployment
+    rolls; every message produced during the rollout lands exactly once."""
+    backend = release.pipeline()["spec"]["model"]["backend"]
+    target = "onnx-int8" if backend != "onnx-int8" else "torch"
+    consumer_before = release.get(f"deployment/{PIPELINE}-consumer")["spec"]["template"]
+    inference_before = release.get(f"deployment/{PIPELINE}-inference")["spec"]["template"]
+    count, rate = 1500, 50.0
+    run_id = release.produce(count, rate=rate, wait=False)
+    time.sleep(5)
+    t0 = time.monotonic()
+    release.helm_upgrade("--reuse-values", "--set", f"pipeline.modelBackend={target}")
+    release.kubectl("rollout", "status", f"deployment/{PIPELINE}-inference", "--timeout=600s", timeout=630)
+    record(f"backend {backend} -> {target}: inference rolled out", time.monotonic() - t0)
+    release.wait_produced(run_id, timeout=count / rate + 300)
+    took = release.wait_rows(run_id, count, timeout=900)
+    record(f"{count} messages at {rate:.0f}/s across the rollout -> rows (after produce)", took)
+    assert release.get(f"deployment/{PIPELINE}-inference")["spec"]["template"] != inference_before
+    assert release.get(f"deployment/{PIPELINE}-consumer")["spec"]["template"] == consumer_before, (
+        "the consumer is not restarted by a model change"
+    )
+    assert release.pipeline()["spec"]["model"]["backend"] == target
+
+
+def test_paused_scales_workers_to_zero_and_running_brings_them_back(release: Release) -> None:
+    """``state: paused`` -> zero worker pods (phase Paused); ``state: running`` -> workers back, Ready
+    again."""
+    t0 = time.monotonic()
+    release.kubectl(
+        "patch", f"sentimentpipeline/{PIPELINE}", "--type=merge", "-p", '{"spec":{"state":"paused"}}'
+    )
+    try:
+        eventually(lambda: not release.worker_pods(), timeout=300, what="no worker pods")
+        eventually(
+            lambda: release.pipeline()["status"].get("phase") == "Paused", timeout=120, what="phase Paused"
+        )
+        record("paused -> zero worker pods", time.monotonic() - t0)
+    finally:
+        release.kubectl(
+            "patch", f"sentimentpipeline/{PIPELINE}", "--type=merge", "-p", '{"spec":{"state":"running"}}'
+        )
+    t0 = time.monotonic()
+    release.wait_ready()
+    assert {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in release.worker_pods()} == {
+        "consumer",
+        "inference",
+    }
+    record("running -> workers back, Ready", time.monotonic() - t0)
+
+
+def _children(release: Release) -> dict[str, list[str]]:
+    """Kind -> UIDs of the objects owned by the pipeline."""
+    uid = release.pipeline()["metadata"]["uid"]
+    owned: dict[str, list[str]] = {}
+    for kind in ("deployments", "configmaps", "services"):
+        for item in release.get(kind)["items"]:
+            if any(ref.get("uid") == uid for ref in item["metadata"].get("ownerReferences", [])):
+                owned.setdefault(kind, []).append(item["metadata"]["uid"])
+    return {k: sorted(v) for k, v in owned.items()}
+
+
+def test_a_deleted_operator_pod_is_replaced_without_duplicate_children(release: Release) -> None:
+    """Deleting the operator pod -> a new one takes over; the pipeline's children are the same objects,
+    once."""
+    before = _children(release)
+    assert len(before["deployments"]) == 2, before
+    (old,) = release.get("pods", "-l", "app.kubernetes.io/component=operator")["items"]
+    t0 = time.monotonic()
+    release.kubectl("delete", "pod", old["metadata"]["name"], "--wait=true", "--timeout=120s", timeout=150)
+
+    def new_operator_ready() -> bool:
+        pods = release.get("pods", "-l", "app.kubernetes.io/component=operator")["items"]
+        fresh = [p for p in pods if p["metadata"]["uid"] != old["metadata"]["uid"]]
+        return len(fresh) == 1 and condition(fresh[0], "Ready").get("status") == "True"
+
+    eventually(new_operator_ready, timeout=300, what="a new operator pod Ready")
+    record("operator pod deleted -> new one Ready", time.monotonic() - t0)
+    # Let the new operator resume and reconcile (several resync periods), then compare.
+    time.sleep(45)
+    assert _children(release) == before, "same children, none created twice"
+    assert condition(release.pipeline(), "Ready").get("status") == "True"
+
+
+def test_a_mysql_outage_degrades_the_pipeline_naming_mysql_and_it_recovers_with_nothing_lost(
+    release: Release,
+) -> None:
+    """MySQL's StatefulSet scaled to 0 -> Degraded, with a reason or message naming MySQL, in bounded time;
+    messages
+    sent meanwhile wait; MySQL back -> Ready again by itself, every message exactly once."""
+    sts = f"statefulset/{RELEASE}-mysql"
+    release.kubectl("scale", sts, "--replicas=0")
+    t0 = time.monotonic()
+    try:
+        eventually(
+            lambda: not release.get("pods", "-l", "app.kubernetes.io/component=mysql")["items"],
+            timeout=180,
+            what="MySQL pod gone",
+        )
+        run_id = release.produce(MESSAGES // 2)
+
+        def degraded_naming_mysql() -> bool:
+            degraded = condition(release.pipeline(), "Degraded")
+            text = f"{degraded.get('reason', '')} {degraded.get('message', '')}".lower()
+            return degraded.get("status") == "True" and "mysql" in text
+
+        eventually(degraded_naming_mysql, timeout=300, what="Degraded naming MySQL")
+        record("MySQL down -> Degraded naming MySQL", time.monotonic() - t0)
+        print(json.dumps(condition(release.pipeline(), "Degraded")), flush=True)
+    finally:
+        release.kubectl("scale", sts, "--replicas=1")
+    t1 = time.monotonic()
+    release.kubectl("rollout", "status", sts, "--timeout=600s", timeout=630)
+    release.wait_ready()
+    record("MySQL back -> Ready", time.monotonic() - t1)
+    took = release.wait_rows(run_id, MESSAGES // 2, timeout=900)
+    record(f"{MESSAGES // 2} messages sent during the outage -> rows after recovery", took)
+
+
+def test_helm_upgrade_keeps_the_generated_credentials(release: Release) -> None:
+    """A plain ``helm upgrade`` re-renders the chart but keeps every generated password (and the data stays
+    usable)."""
+
+    def secrets() -> dict[str, dict[str, str]]:
+        items = release.get("secrets", "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
+        return {s["metadata"]["name"]: s.get("data", {}) for s in items if s.get("type") == "Opaque"}
+
+    before = secrets()
+    assert before, "the chart generated Secrets"
+    record("helm upgrade --wait (no changes)", release.helm_upgrade("--reuse-values"))
+    assert secrets() == before
+    release.wait_ready()
+    run_id = release.produce(100)
+    release.wait_rows(run_id, 100, timeout=300)
+
+
+def test_helm_uninstall_leaves_nothing_behind(release: Release, kube: Kube) -> None:
+    """``helm uninstall`` -> no SentimentPipeline, no worker pods; the namespace can then be deleted."""
+    t0 = time.monotonic()
+    kube.helm(release.helm, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
+    eventually(
+        lambda: not release.get("sentimentpipelines")["items"], timeout=120, what="no SentimentPipeline"
+    )
+    eventually(lambda: not release.worker_pods(), timeout=180, what="no worker pods")
+    eventually(lambda: not release.get("deployments")["items"], timeout=120, what="no Deployments")
+    record("helm uninstall -> nothing left", time.monotonic() - t0)
+    t1 = time.monotonic()
+    kube.run("delete", "namespace", NAMESPACE, "--timeout=180s", timeout=200)
+    assert kube.try_json("namespace", NAMESPACE) is None
+    record("namespace deleted", time.monotonic() - t1)
