@@ -1,0 +1,323 @@
+"""A store refusing one message never stops a worker: the refused message is isolated by bisection and
+dead-lettered alone with the store's error, the rest of its batch is written. And each store's errors are
+classified explicitly (transient: retry; rejection: isolate; anything else: propagate), checked against the
+real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiomysql
+import pymysql
+import pytest
+from bson.errors import InvalidDocument
+from motor.motor_asyncio import AsyncIOMotorClient
+from pymongo import UpdateOne
+from sentiment_workers.adapters import mongo, mysql
+from sentiment_workers.adapters.mongo import StagingStore
+from sentiment_workers.adapters.mysql import WarehouseRow
+from sentiment_workers.consumer import StagingConsumer
+from sentiment_workers.inference import InferenceWorker
+from sentiment_workers.isolation import write_isolating
+from sentiment_workers.messages import SourceRecord, StagedMessage, parse_record, utcnow
+
+from tests.dataplane.conftest import KAFKA_TEST_OVERRIDES
+from tests.dataplane.helpers import (
+    Running,
+    create_topic,
+    messages,
+    produce,
+    sample_value,
+    staging_states,
+    wait_until,
+    warehouse_ids,
+)
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+# Valid JSON with text, refused by the Mongo client's BSON encoder.
+MONGO_REFUSED = {
+    "big-int": b'{"id": "big-int", "comment": "BSON cannot hold it", "n": 123456789012345678901234567890}',
+    "nul-key": b'{"id": "nul-key", "comment": "a key with a NUL byte", "p": {"a\\u0000b": 1}}',
+}
+REFUSED = "store_rejected"
+SURROGATE = b'{"id": "a1", "comment": "x \\ud800 y"}'
+
+
+# -- the generic bisection -------------------------------------------------------------------------
+
+
+async def test_bisection_writes_everything_but_the_refused_items_in_one_call_when_none_is_refused():
+    written: list[int] = []
+
+    async def write(part):
+        if 13 in part or 40 in part:
+            raise ValueError("refused")
+        written.extend(part)
+        return len(part)
+
+    clean = await write_isolating(list(range(10)), write, is_rejection=lambda e: isinstance(e, ValueError))
+    assert clean.calls == 1 and clean.rejected == [] and clean.results == [10]
+
+    written.clear()
+    mixed = await write_isolating(list(range(64)), write, is_rejection=lambda e: isinstance(e, ValueError))
+    assert sorted(written) == sorted(set(range(64)) - {13, 40})
+    assert [item for item, _ in mixed.rejected] == [13, 40]
+    assert mixed.calls <= 1 + 2 * 2 * 6  # O(k log n)
+
+
+async def test_bisection_propagates_errors_that_are_not_about_the_data():
+    async def write(part):
+        raise PermissionError("denied")
+
+    with pytest.raises(PermissionError):
+        await write_isolating([1, 2, 3], write, is_rejection=lambda e: isinstance(e, ValueError))
+
+
+# -- consumer side: MongoDB ------------------------------------------------------------------------
+
+
+async def test_consumer_dead_letters_only_what_mongo_refuses_and_keeps_a_lone_surrogate_with_a_trace(
+    config, store, metrics
+):
+    await create_topic(config, partitions=1)
+    good = messages(30, "g")
+    records: list[dict[str, Any] | bytes] = [*good[:10], *MONGO_REFUSED.values(), SURROGATE, *good[10:]]
+    await produce(config, records)
+    consumer = StagingConsumer(config, store, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES)
+    async with Running(consumer.run) as running:
+        await wait_until(lambda: _count(store.messages, 31), what="31 staged")
+        await wait_until(lambda: _count(store.dead_letters, 2), what="2 dead letters")
+        assert not running.task.done()  # the consumer never stopped
+    assert await store.messages.count_documents({}) == 31
+    letters = {d["offset"]: d for d in await store.dead_letters.find({}).to_list(None)}
+    assert {(d["stage"], d["reason"]) for d in letters.values()} == {("consume", "store_rejected")}
+    assert {bytes(d["raw"]) for d in letters.values()} == set(MONGO_REFUSED.values())
+    assert "OverflowError" in letters[10]["detail"] and "InvalidDocument" in letters[11]["detail"]
+    kept = await store.messages.find_one({"_id": "a1"})
+    assert kept["comment"] == "x \ufffd y" and bytes(kept["raw"]) == SURROGATE and "U+FFFD" in kept["altered"]
+    # Every offset of the batch was committed: nothing is redelivered forever.
+    assert sample_value(metrics, "sentiment_kafka_offset_commits_total") >= 1
+    assert (
+        sample_value(
+            metrics,
+            "sentiment_messages_dead_lettered_total",
+            {"stage": "consume", "reason": "store_rejected"},
+        )
+        == 2
+    )
+
+
+# -- inference side: MariaDB and the mark-done step ------------------------------------------------
+
+
+async def stage_payloads(store: StagingStore, payloads: list[dict[str, Any]]) -> None:
+    staged = []
+    for i, payload in enumerate(payloads):
+        parsed = parse_record(
+            SourceRecord("topic", 0, i, None, json.dumps(payload).encode()), max_bytes=10**6
+        )
+        assert isinstance(parsed, StagedMessage)
+        staged.append(parsed)
+    await store.stage(staged, [], utcnow())
+
+
+async def test_worker_dead_letters_only_the_rows_mariadb_refuses_and_writes_the_rest(
+    config, store, warehouse, classifier, metrics
+):
+    payloads = [{"id": f"w-{i}", "comment": f"text {i}"} for i in range(40)]
+    payloads[5] = {"id": "too-deep", "comment": "deep", "p": nested(40)}  # MariaDB's JSON depth limit is 32
+    payloads[27] = {"id": "also-deep", "comment": "deep", "p": nested(33)}
+    await stage_payloads(store, payloads)
+    worker = InferenceWorker(config, store, warehouse, classifier, metrics, claim_size=40)
+    await asyncio.wait_for(worker.run(asyncio.Event(), exit_when_idle=0.3), 60)
+    assert sorted(await warehouse_ids(warehouse)) == sorted(f"w-{i}" for i in range(40) if i not in (5, 27))
+    assert await staging_states(store) == {"done": 38, "dead_lettered": 2}
+    letters = await store.dead_letters.find({}).to_list(None)
+    assert {d["message_id"] for d in letters} == {"too-deep", "also-deep"}
+    for letter in letters:
+        assert (letter["stage"], letter["reason"]) == ("infer", "store_rejected")
+        assert letter["detail"].startswith("mysql: OperationalError: (4025")
+        assert letter["payload"]["p"] == nested(40 if letter["message_id"] == "too-deep" else 33)
+    assert (
+        sample_value(metrics, "sentiment_messages_dead_lettered_total", {"stage": "infer", "reason": REFUSED})
+        == 2
+    )
+
+
+async def test_a_prediction_mongo_refuses_to_store_still_marks_the_document_done(
+    config, store, warehouse, classifier, metrics
+):
+    await stage_payloads(store, [{"id": f"p-{i}", "comment": f"text {i}"} for i in range(6)])
+
+    original = store.mark_done
+
+    async def mark_done(results):  # the store refuses one document's fields, as for an unencodable value
+        if any(doc_id == "p-2" for doc_id, _ in results):
+            raise InvalidDocument("refused p-2")
+        await original(results)
+
+    store.mark_done = mark_done  # type: ignore[method-assign]
+    worker = InferenceWorker(config, store, warehouse, classifier, metrics)
+    await asyncio.wait_for(worker.run(asyncio.Event(), exit_when_idle=0.3), 60)
+    assert len(await warehouse_ids(warehouse)) == 6
+    assert await staging_states(store) == {"done": 6}
+    doc = await store.messages.find_one({"_id": "p-2"})
+    assert "refused p-2" in doc["done_note"] and "lease_token" not in doc
+
+
+# -- classification, one test per class, real servers ----------------------------------------------
+
+
+async def _mongo_error(store: StagingStore, update: dict[str, Any]) -> BaseException:
+    try:
+        await store.messages.bulk_write([UpdateOne({"_id": "x"}, update, upsert=True)], ordered=False)
+    except Exception as exc:
+        return exc
+    raise AssertionError("the server accepted it")
+
+
+@pytest.mark.parametrize(
+    ("what", "update"),
+    [
+        ("a lone surrogate", {"$setOnInsert": {"c": "x \ud800"}}),
+        ("an integer over 64 bits", {"$setOnInsert": {"n": 10**30}}),
+        ("a NUL byte in a key", {"$setOnInsert": {"p": {"a\x00b": 1}}}),
+        ("a document over 16 MiB", {"$setOnInsert": {"p": "x" * (17 * 1024 * 1024)}}),
+    ],
+)
+async def test_mongo_refusing_a_document_is_a_rejection(store, what, update):
+    exc = await _mongo_error(store, update)
+    assert mongo.is_rejection(exc) and not mongo.is_transient(exc), (what, exc)
+
+
+async def test_mongo_unreachable_is_transient(config):
+    from tests.dataplane.conftest import free_port
+
+    client: Any = AsyncIOMotorClient(f"mongodb://127.0.0.1:{free_port()}/", serverSelectionTimeoutMS=500)
+    client_store = StagingStore(client, config)
+    try:
+        with pytest.raises(Exception) as caught:
+            await client_store.count_backlog()
+    finally:
+        client.close()
+    assert mongo.is_transient(caught.value) and not mongo.is_rejection(caught.value)
+
+
+async def test_mongo_command_errors_are_neither_transient_nor_a_rejection(store):
+    with pytest.raises(Exception) as caught:
+        await store.client["admin"].command("noSuchCommand")
+    assert not mongo.is_transient(caught.value) and not mongo.is_rejection(caught.value)
+
+
+def row(row_id: str, **overrides: Any) -> WarehouseRow:
+    now = utcnow()
+    values: dict[str, Any] = {
+        "id": row_id,
+        "user_id": None,
+        "comment": "text",
+        "ingest_ts": now,
+        "sentiment_label": "positive",
+        "sentiment_score": 0.5,
+        "raw_json": None,
+        "model": "m",
+        "processed_at": now,
+    }
+    values.update(overrides)
+    return WarehouseRow(**values)
+
+
+@pytest.mark.parametrize(
+    ("what", "bad_row"),
+    [
+        ("JSON deeper than MariaDB's limit (CHECK JSON_VALID)", row("deep", raw_json=nested(33))),
+        ("data too long", row("long", user_id="u" * 300)),
+        ("the score CHECK constraint", row("score", sentiment_score=1.5)),
+        ("a value the connection cannot encode", row("enc", comment="x \ud800")),
+    ],
+)
+async def test_mariadb_refusing_a_row_is_a_rejection(warehouse, what, bad_row):
+    with pytest.raises(Exception) as caught:
+        await warehouse.upsert([row("fine"), bad_row])
+    assert mysql.is_rejection(caught.value) and not mysql.is_transient(caught.value), (what, caught.value)
+    assert await warehouse.count() == 0  # the transaction is all or nothing
+
+
+async def _connect(config) -> aiomysql.Connection:
+    return await aiomysql.connect(
+        host=config.mysql_host,
+        port=config.mysql_port,
+        user=config.mysql_user,
+        password=config.mysql_password.get_secret_value(),
+        db=config.mysql_database,
+        autocommit=False,
+    )
+
+
+async def test_mariadb_deadlock_and_lock_wait_timeout_are_transient(config, warehouse):
+    await warehouse.upsert([row("r1"), row("r2")])
+    table = f"`{config.mysql_table}`"
+    a, b = await _connect(config), await _connect(config)
+    try:
+        ca, cb = await a.cursor(), await b.cursor()
+        await cb.execute("SET SESSION innodb_lock_wait_timeout = 1")
+        await ca.execute(f"SELECT * FROM {table} WHERE id = 'r1' FOR UPDATE")
+        with pytest.raises(pymysql.err.OperationalError) as timeout:
+            await cb.execute(f"UPDATE {table} SET comment = 'b' WHERE id = 'r1'")
+        assert timeout.value.args[0] == 1205
+        assert mysql.is_transient(timeout.value) and not mysql.is_rejection(timeout.value)
+        await b.rollback()
+
+        # Deadlock: a holds r1 and wants r2, b holds r2 and wants r1.
+        await cb.execute("SET SESSION innodb_lock_wait_timeout = 20")
+        await cb.execute(f"SELECT * FROM {table} WHERE id = 'r2' FOR UPDATE")
+        first = asyncio.create_task(ca.execute(f"UPDATE {table} SET comment = 'a' WHERE id = 'r2'"))
+        await asyncio.sleep(0.3)
+        results = await asyncio.gather(
+            first, cb.execute(f"UPDATE {table} SET comment = 'b' WHERE id = 'r1'"), return_exceptions=True
+        )
+        deadlocks = [r for r in results if isinstance(r, BaseException)]
+        assert len(deadlocks) == 1 and deadlocks[0].args[0] == 1213
+        assert mysql.is_transient(deadlocks[0]) and not mysql.is_rejection(deadlocks[0])
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_mariadb_connection_killed_or_unreachable_is_transient(config, warehouse):
+    victim = await _connect(config)
+    try:
+        killer = await _connect(config)
+        async with killer.cursor() as cur:
+            await cur.execute("KILL %s", (victim.thread_id(),))
+        killer.close()
+        with pytest.raises(pymysql.err.MySQLError) as lost:
+            async with victim.cursor() as cur:
+                await cur.execute("SELECT 1")
+        assert mysql.is_transient(lost.value) and not mysql.is_rejection(lost.value)
+    finally:
+        victim.close()
+
+    from tests.dataplane.conftest import free_port
+
+    with pytest.raises(pymysql.err.OperationalError) as refused:
+        await aiomysql.connect(host="127.0.0.1", port=free_port(), user="x", password="y", connect_timeout=2)
+    assert mysql.is_transient(refused.value) and not mysql.is_rejection(refused.value)
+
+
+async def test_mariadb_schema_or_privilege_errors_are_neither_transient_nor_a_rejection(config, warehouse):
+    with pytest.raises(pymysql.err.MySQLError) as missing:
+        await warehouse._execute("SELECT * FROM `no_such_table_here`")
+    assert not mysql.is_transient(missing.value) and not mysql.is_rejection(missing.value)
+
+
+async def _count(collection, n: int) -> bool:
+    return await collection.count_documents({}) >= n
