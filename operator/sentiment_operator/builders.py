@@ -349,11 +349,13 @@ def build_children(
     service_monitor: bool = False,
 ) -> list[Manifest]:
     """Every child, in apply order (the ConfigMap before the Deployments that read it)."""
-    images = {"default_image": default_image, "default_pull_policy": default_pull_policy}
+    image, policy = default_image, default_pull_policy
     children = [
         build_config_map(spec, owner),
-        build_deployment(spec, owner, CONSUMER, **images),
-        build_deployment(spec, owner, INFERENCE, **images, autoscaled=autoscaled),
+        build_deployment(spec, owner, CONSUMER, default_image=image, default_pull_policy=policy),
+        build_deployment(
+            spec, owner, INFERENCE, default_image=image, default_pull_policy=policy, autoscaled=autoscaled
+        ),
         build_metrics_service(spec, owner),
     ]
     if service_monitor and spec.metrics.service_monitor.enabled:
