@@ -11,7 +11,8 @@ Where it runs:
   ``scripts/images.sh import``. The cluster is stopped at the end if this session started it (its state and
   imported images stay for the next run).
 - on any other cluster (CI's kind): ``E2E_KUBECONFIG=path``; the images must be there already
-  (``kind load docker-image``); ``E2E_STANDINS=0`` installs the chart's official data-plane images.
+  (``kind load docker-image``; ``E2E_IMAGE_TAG`` if not tagged with the chart's appVersion);
+  ``E2E_STANDINS=0`` installs the chart's official data-plane images; ``helm`` from PATH.
 
 The data plane of the chart (Kafka, MongoDB, MySQL) cannot be pulled here: it runs on local stand-ins that
 honour the chart's contracts (tests/e2e/standins/README.md). Metabase cannot run here: disabled (its
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -107,7 +109,10 @@ def kube() -> Iterator[Kube]:
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    """A real helm 3 binary (scripts/install-helm.sh)."""
+    """A real helm 3 binary: the one on PATH on another cluster (CI), else scripts/install-helm.sh's."""
+    on_path = shutil.which("helm")
+    if os.environ.get("E2E_KUBECONFIG") and on_path:
+        return Path(on_path)
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "install-helm.sh")],
         capture_output=True,
@@ -126,3 +131,12 @@ def values_files() -> list[Path]:
     if os.environ.get("E2E_STANDINS", "1") != "0":
         files.append(E2E_DIR / "values-standins.yaml")
     return files
+
+
+@pytest.fixture(scope="session")
+def image_overrides() -> list[str]:
+    """``--set`` flags for another tag of the project's images (E2E_IMAGE_TAG; default: the chart's
+    appVersion,
+    which is what scripts/images.sh builds)."""
+    tag = os.environ.get("E2E_IMAGE_TAG")
+    return ["--set", f"operator.image.tag={tag}", "--set", f"worker.image.tag={tag}"] if tag else []

@@ -21,7 +21,8 @@ import pytest
 from .conftest import record
 from .kube import Kube, condition, eventually
 
-pytestmark = pytest.mark.e2e
+# Steps wait on a real cluster; the first one also waits for the session's cluster and image builds (cold).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
 NAMESPACE = os.environ.get("E2E_NAMESPACE", "sentiment-e2e")
 RELEASE = "sentiment-pipeline"
@@ -37,6 +38,7 @@ class Release:
     kube: Kube
     helm: Path
     values: list[Path]
+    overrides: list[str]
 
     def kubectl(self, *args: str, **kw: Any) -> str:
         return self.kube.run("-n", NAMESPACE, *args, **kw)
@@ -58,6 +60,7 @@ class Release:
             NAMESPACE,
             "--create-namespace",
             *values,
+            *self.overrides,
             *args,
             "--wait",
             "--timeout",
@@ -177,11 +180,11 @@ class Release:
 
 
 @pytest.fixture(scope="module")
-def release(kube: Kube, helm: Path, values_files: list[Path]) -> Release:
+def release(kube: Kube, helm: Path, values_files: list[Path], image_overrides: list[str]) -> Release:
     """The release under test, in a namespace of its own. What an earlier run left there (a failed run keeps
     its
     namespace for diagnosis) is removed first."""
-    rel = Release(kube, helm, values_files)
+    rel = Release(kube, helm, values_files, image_overrides)
     if kube.try_json("namespace", NAMESPACE) is not None:
         kube.helm(helm, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--ignore-not-found", check=False)
         for sp in (kube.try_json("-n", NAMESPACE, "get", "sentimentpipelines") or {}).get("items", []):
