@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 from typing import Any
 
 import aiomysql
@@ -23,7 +25,7 @@ from sentiment_workers.inference import InferenceWorker
 from sentiment_workers.isolation import write_isolating
 from sentiment_workers.messages import SourceRecord, StagedMessage, parse_record, utcnow
 
-from tests.dataplane.conftest import KAFKA_TEST_OVERRIDES
+from tests.dataplane.conftest import KAFKA_TEST_OVERRIDES, ROOT
 from tests.dataplane.helpers import (
     Running,
     create_topic,
@@ -34,6 +36,7 @@ from tests.dataplane.helpers import (
     wait_until,
     warehouse_ids,
 )
+from tests.dataplane.test_inference import stage
 
 
 def nested(depth: int) -> dict[str, Any]:
@@ -321,3 +324,36 @@ async def test_mariadb_schema_or_privilege_errors_are_neither_transient_nor_a_re
 
 async def _count(collection, n: int) -> bool:
     return await collection.count_documents({}) >= n
+
+
+# -- a document that kills its worker (OOM) ---------------------------------------------------------
+
+
+async def test_a_worker_sigkilled_on_one_text_dead_letters_only_that_text(
+    services, config, store, warehouse, tiny_model_dir
+):
+    """A text kills every worker process that holds it (SIGKILL, as the OOM killer does). Claims that did not
+    finish come back halved until it is alone; only it is dead-lettered (too_many_attempts), every other
+    message of its claims lands once."""
+    texts = [f"ordinary text {i}" for i in range(40)]
+    texts[5] = "HUGE text that takes all the memory"
+    ids = await stage(store, 40, texts=texts)
+    worker_config = config.model_copy(update={"lease_seconds": 1.0})
+    env = services.worker_env(worker_config) | {
+        "POISON_MARKER": "HUGE",
+        "CLAIM_SIZE": "8",
+        "MAX_ATTEMPTS": "1",
+    }
+    exits: list[int] = []
+    while await store.count_backlog() and len(exits) < 20:  # a supervisor restarting the worker
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.dataplane.poison_worker", str(tiny_model_dir), cwd=ROOT, env=env
+        )
+        exits.append(await asyncio.wait_for(process.wait(), 120))
+    kills = exits.count(-signal.SIGKILL)
+    assert exits[-1] == 0 and kills == len(exits) - 1
+    assert kills == 3 + 1  # claims of 8 -> 4 -> 2 died, then alone once; its next claim alone dead-letters it
+    assert sorted(await warehouse_ids(warehouse)) == sorted(set(ids) - {"s-5"})
+    assert await staging_states(store) == {"done": 39, "dead_lettered": 1}
+    letters = await store.dead_letters.find({}).to_list(None)
+    assert [(d["message_id"], d["reason"]) for d in letters] == [("s-5", "too_many_attempts")]

@@ -83,6 +83,10 @@ class InferenceWorker:
         self.max_attempts = max_attempts
         self.classified = 0
         self._backlog_at = 0.0
+        self._in_flight = 0
+        """Claims taken and not yet written (a claim of suspects is only taken when this is zero)."""
+        self._drained = asyncio.Event()
+        self._drained.set()
 
     async def _mongo(self, operation: Any) -> Any:
         return await with_retries(
@@ -126,13 +130,21 @@ class InferenceWorker:
         idle_since: float | None = None
         while not stop.is_set():
             await self._refresh_backlog()
+            exclusive = self._in_flight == 0
             claim = await self._mongo(
-                lambda: self.store.claim(self.owner, self.claim_size, self.config.lease_seconds)
+                lambda exclusive=exclusive: self.store.claim(
+                    self.owner, self.claim_size, self.config.lease_seconds, exclusive=exclusive
+                )
             )
+            if claim.suspects_waiting:  # finish what is in flight, then claim the suspects alone
+                await self._drained.wait()
+                continue
             claim = await self._drop_exhausted(claim)
             if claim.documents:
                 idle_since = None
                 self.metrics.batch_size.labels("infer").observe(len(claim.documents))
+                self._in_flight += 1
+                self._drained.clear()
                 await out.put(claim)
                 continue
             now = time.monotonic()
@@ -233,6 +245,9 @@ class InferenceWorker:
     async def _write_loop(self, inbox: asyncio.Queue[ClassifiedBatch | None]) -> None:
         while (batch := await inbox.get()) is not None:
             await self.write(batch)
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._drained.set()
 
     async def write(self, batch: ClassifiedBatch) -> None:
         """MySQL first (one transaction), then mark done in Mongo; both retried while their server is down.

@@ -135,6 +135,8 @@ class Claim:
     owner: str
     expires: datetime
     documents: list[dict[str, Any]]
+    suspects_waiting: bool = False
+    """Nothing claimed because the candidates include suspects and the claim was not ``exclusive``."""
 
 
 def create_client(config: WorkerConfig, **overrides: Any) -> AsyncIOMotorClient[dict[str, Any]]:
@@ -167,6 +169,10 @@ class StagingStore:
 
     def close(self) -> None:
         self.client.close()
+
+    async def ping(self) -> None:
+        """One authenticated read of the staging collection (reachability probe); raises when Mongo is not."""
+        await self.messages.find_one({}, {"_id": 1})
 
     async def ensure_indexes(self) -> None:
         """Idempotent: the claim index and a reason index for the dead letters."""
@@ -250,7 +256,7 @@ class StagingStore:
 
     # -- inference side --------------------------------------------------------------------------
 
-    async def claim(self, owner: str, limit: int, lease_seconds: float) -> Claim:
+    async def claim(self, owner: str, limit: int, lease_seconds: float, *, exclusive: bool = True) -> Claim:
         """Lease up to ``limit`` claimable documents in three round trips (find, update_many, re-read).
 
         Claimable: pending and never leased, or leased with an expired lease (a crashed worker). Each
@@ -261,7 +267,10 @@ class StagingStore:
         A claim that did not finish makes its documents suspects (``attempts`` >= 1): a claim holding a
         suspect that has been claimed ``a`` times is at most ``limit >> a`` documents, suspects first, so a
         document that kills every worker holding it is halved down to a claim of its own, while the others
-        finish in the smaller claims (see :func:`claim_size_for`).
+        finish in the smaller claims (see :func:`claim_size_for`). ``exclusive`` says the worker holds no
+        other claim: suspects are only claimed then (otherwise an empty claim says ``suspects_waiting``),
+        and only then does a claim of one document count as a ``solo_attempts``, so a worker that dies
+        on a document claimed alone died on that document.
         """
         now = utcnow()
         token = uuid.uuid4().hex
@@ -276,11 +285,14 @@ class StagingStore:
         if not candidates:
             return Claim(token=token, owner=owner, expires=expires, documents=[])
         most = max(int(c.get("attempts", 0)) for c in candidates)
+        if most > 0 and not exclusive:
+            return Claim(token=token, owner=owner, expires=expires, documents=[], suspects_waiting=True)
         size = claim_size_for(limit, most)
         if size < len(candidates):
             candidates = sorted(candidates, key=lambda c: -int(c.get("attempts", 0)))[:size]
         ids = [c["_id"] for c in candidates]
-        increments = {"attempts": 1, "solo_attempts": 1} if len(ids) == 1 else {"attempts": 1}
+        solo = exclusive and len(ids) == 1
+        increments = {"attempts": 1, "solo_attempts": 1} if solo else {"attempts": 1}
         await self.messages.update_many(
             {"_id": {"$in": ids}, **claimable},
             {

@@ -1,0 +1,60 @@
+"""An inference worker process that dies like the OOM killer kills it: the real worker and the real (tiny)
+model, except that a batch holding ``POISON_MARKER`` makes the process SIGKILL itself (no cleanup, no
+exception: what a container killed for memory on one huge text looks like from the outside).
+
+Run as ``python -m tests.dataplane.poison_worker MODEL_DIR`` with SENTIMENT_* settings in the environment;
+``POISON_MARKER``, ``CLAIM_SIZE`` and ``MAX_ATTEMPTS`` set the twist. Exits 0 once the backlog is empty."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from sentiment_workers.adapters.mongo import StagingStore
+from sentiment_workers.adapters.mysql import Warehouse
+from sentiment_workers.inference import InferenceWorker
+from sentiment_workers.metrics import PipelineMetrics
+from sentiment_workers.model import load_classifier
+from sentiment_workers.runner import load_config
+
+
+def main() -> None:
+    marker = os.environ["POISON_MARKER"]
+    config = load_config()
+    classifier = load_classifier(sys.argv[1], "torch", batch_size=16, max_length=64, threads=1)
+    predict = classifier.predict
+
+    def dying_predict(texts: Sequence[str]) -> Any:
+        if any(marker in t for t in texts):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return predict(texts)
+
+    classifier.predict = dying_predict  # type: ignore[method-assign]
+
+    async def run() -> None:
+        store = StagingStore.from_config(config)
+        warehouse = await Warehouse.connect(config)
+        try:
+            worker = InferenceWorker(
+                config,
+                store,
+                warehouse,
+                classifier,
+                PipelineMetrics(),
+                claim_size=int(os.environ.get("CLAIM_SIZE", "16")),
+                max_attempts=int(os.environ.get("MAX_ATTEMPTS", "3")),
+            )
+            await worker.run(asyncio.Event(), exit_when_idle=0.2)
+        finally:
+            store.close()
+            await warehouse.close()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
