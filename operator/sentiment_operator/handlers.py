@@ -1,14 +1,24 @@
 """Thin kopf handlers: every trigger funnels into :func:`sentiment_operator.reconcile.reconcile`.
 
 - create / update / resume of a SentimentPipeline -> reconcile now;
-- a timer (``SENTIMENT_OPERATOR_RESYNC_SECONDS``) -> drift repair, status refresh and autoscaling;
+- a resync loop (``SENTIMENT_OPERATOR_RESYNC_SECONDS``) over every pipeline the watch has shown -> drift
+  repair, status refresh, store reachability and autoscaling;
 - events of the children (Deployments, ConfigMaps, Services labelled as ours) -> reconcile the owner, so a
   deleted or edited child is restored and the status follows the Deployments' status within a second.
+
+No finalizer: the children carry owner references, so the garbage collector removes them with the CR, and
+nothing has to run at deletion. (kopf puts its finalizer on every object that has a timer or daemon, or a
+non-optional delete handler; the resync is therefore the operator's own loop, not a ``kopf.timer``. With a
+finalizer, ``helm uninstall``, which deletes the CRs and the operator together, left the CRs stuck with a
+deletionTimestamp and their workers running.) A finalizer left by an older version is released by kopf.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +31,7 @@ from .settings import OperatorSettings
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 CHILD_LABELS = {LABEL_MANAGED_BY: FIELD_MANAGER}
-_TIMING = OperatorSettings()  # decorator arguments are fixed at import
+log = logging.getLogger("sentiment_operator.resync")
 
 
 @kopf.on.startup()
@@ -56,6 +66,11 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    resync: asyncio.Task[None] | None = getattr(memo, "resync", None)
+    if resync is not None:
+        resync.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await resync
     operator: Operator | None = getattr(memo, "operator", None)
     if operator is not None:
         await operator.api.close()
@@ -131,21 +146,45 @@ async def on_resume(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> 
     await _on_pipeline(body, memo, logger, "resume")
 
 
-@kopf.timer(
-    *RESOURCE,
-    interval=_TIMING.resync_seconds,
-    idle=_TIMING.idle_seconds or None,
-    initial_delay=_TIMING.resync_seconds,
-)
-async def resync(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await _on_pipeline(body, memo, logger, "timer", autoscale=True)
+async def _resync_forever(operator: Operator) -> None:
+    """Every ``resync_seconds``, reconcile (and autoscale) each pipeline unchanged for ``idle_seconds``."""
+    settings = operator.settings
+    while True:
+        await asyncio.sleep(settings.resync_seconds)
+        now = time.monotonic()
+        due = [
+            (uid, key)
+            for uid, (key, changed) in list(operator.pipelines.items())
+            if now - changed >= settings.idle_seconds
+        ]
+        await asyncio.gather(*(_resync_one(operator, uid, key) for uid, key in due))
+
+
+async def _resync_one(operator: Operator, uid: str, key: tuple[str, str]) -> None:
+    namespace, name = key
+    try:
+        await _reconcile(
+            operator, namespace, name, uid, body=None, trigger="timer", logger=log, autoscale=True
+        )
+    except Exception as exc:  # one pipeline's failure must not stop the others' resync
+        log.warning(
+            f"resync of {namespace}/{name} failed: {exc}; retrying in {operator.settings.resync_seconds}s"
+        )
 
 
 @kopf.on.event(*RESOURCE)
-async def on_pipeline_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if type == "DELETED":
-        meta = body.metadata
-        memo.operator.forget(str(meta.uid), (str(meta.namespace), str(meta.name)))
+async def on_pipeline_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Track the pipelines the watch shows (the resync loop's work list); forget deleted ones."""
+    if getattr(memo, "resync", None) is None:
+        # Started from a handler, not at startup: kopf.event() (the Scaled/StoreUnreachable events) needs the
+        # posting context kopf sets up for its handlers, which the task inherits.
+        memo.resync = asyncio.create_task(_resync_forever(memo.operator), name="resync")
+    meta = body.metadata
+    key = (str(meta.namespace), str(meta.name))
+    if type == "DELETED" or meta.get("deletionTimestamp"):
+        memo.operator.forget(str(meta.uid), key)
+    else:
+        memo.operator.pipelines[str(meta.uid)] = (key, time.monotonic())
 
 
 def _owner(body: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -42,6 +42,8 @@ class Operator:
     generations: dict[tuple[str, str], int] = field(default_factory=dict)
     phases: dict[tuple[str, str], str] = field(default_factory=dict)
     serials: dict[str, _Serial] = field(default_factory=dict)
+    # uid -> ((namespace, name), monotonic time of its last watch event): what the resync loop visits.
+    pipelines: dict[str, tuple[tuple[str, str], float]] = field(default_factory=dict)
 
     async def exclusive(self, uid: str, run: Callable[[], Awaitable[Any]], *, wait: bool = True) -> None:
         """Run ``run`` alone for one pipeline. With ``wait=False`` a busy pipeline is only marked dirty."""
@@ -58,6 +60,7 @@ class Operator:
 
     def forget(self, uid: str, key: tuple[str, str]) -> None:
         self.serials.pop(uid, None)
+        self.pipelines.pop(uid, None)
         self.phases.pop(key, None)
         self._count_phases()
 

@@ -20,8 +20,10 @@ class OperatorSettings(BaseSettings):
         "IfNotPresent",
         description="Pull policy of the workers when a CR sets none (the chart: worker.image.pullPolicy).",
     )
-    resync_seconds: float = Field(15.0, gt=0, description="Timer period: drift repair, status, autoscaling.")
-    idle_seconds: float = Field(2.0, ge=0, description="The timer waits this long after a spec change.")
+    resync_seconds: float = Field(15.0, gt=0, description="Resync period: drift repair, status, autoscaling.")
+    idle_seconds: float = Field(
+        2.0, ge=0, description="The resync skips a pipeline changed less than this long ago."
+    )
     metrics_port: int = Field(8080, ge=0, le=65535, description="Operator /metrics; 0 disables it.")
     health_port: int = Field(8081, ge=1, le=65535, description="Liveness endpoint /healthz.")
     backlog_metric: str = Field(

@@ -1,18 +1,20 @@
 """Deleting a SentimentPipeline removes its children: owner references + the real garbage collector.
 
 ``scripts/cluster.sh`` runs kube-controller-manager with the garbage collector (no Deployment controller), so
-this is Kubernetes' own cascading deletion, not the operator's (it has no ``delete`` verb). The only finalizer
-on the CR is kopf's, which the running operator releases at once; with the operator down it holds the CR.
+this is Kubernetes' own cascading deletion, not the operator's (it has no ``delete`` verb). The operator puts
+no finalizer on the CR: ``helm uninstall`` deletes the CRs and the operator together, and a CR deleted while
+the operator is gone must still go, with its children.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .helpers import GROUP, PLURAL, VERSION, create_secrets, eventually, pipeline
+from .helpers import GROUP, PLURAL, RESYNC_SECONDS, VERSION, create_secrets, eventually, pipeline
 
 LABEL = f"{GROUP}/pipeline"
 FINALIZER = f"{GROUP}/operator"
@@ -120,8 +122,7 @@ async def test_deleting_the_pipeline_deletes_its_children(api, namespace, run_op
         await eventually(p.all_children)
         assert await _owners(api, namespace, p.name) == {created["metadata"]["uid"]}
         cr = await _cr(api, namespace, p.name)
-        # kopf's own finalizer (it adds one for the resync timer): the running operator must release it.
-        assert cr["metadata"].get("finalizers") == [FINALIZER]
+        assert not cr["metadata"].get("finalizers"), "owner references suffice: no finalizer"
         await p.delete()
         await eventually(p.gone, timeout=15)
         # The garbage collector, not the operator (it has no delete verb), removes the dependents; the
@@ -129,19 +130,46 @@ async def test_deleting_the_pipeline_deletes_its_children(api, namespace, run_op
         await eventually(p.no_children, timeout=GC_TIMEOUT)
 
 
-async def test_deletion_waits_for_the_operator_to_release_its_finalizer(api, namespace, run_operator):
-    """With the operator down the CR stays (``deletionTimestamp`` set) and so do its children, since the
-    owner still exists; once the operator is back the CR goes, then its children (docs/chart.md: delete the
-    CRs before uninstalling the operator)."""
+async def test_a_pipeline_deleted_while_the_operator_is_gone_goes_with_its_children(
+    api, namespace, run_operator
+):
+    """What ``helm uninstall`` does: the CR and the operator are deleted together. The CR used to stay
+    (kopf's finalizer, added for the resync timer, with nobody left to release it), and its workers kept
+    running against a deleted data plane; the namespace could not be deleted."""
     p = _Pipeline(api, namespace)
     with run_operator(namespace):
         await p.create()
         await eventually(p.all_children)
+        # a resync pass has run (the old timer's finalizer would be on by now)
+        await asyncio.sleep(2 * RESYNC_SECONDS)
     await p.delete()
-    cr = await _cr(api, namespace, p.name)
-    assert cr["metadata"].get("deletionTimestamp")
-    assert cr["metadata"].get("finalizers") == [FINALIZER]
-    await p.all_children()
+    await eventually(p.gone, timeout=15)
+    await eventually(p.no_children, timeout=GC_TIMEOUT)
+
+
+async def test_a_finalizer_left_by_an_older_operator_is_released(api, namespace, run_operator):
+    """Upgrading from a version that put ``sentiment.io/operator`` on the CRs: the new operator removes it, so
+    those pipelines can be deleted without it too."""
+    p = _Pipeline(api, namespace)
+    await p.create()
+    await p.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        p.name,
+        {"metadata": {"finalizers": [FINALIZER]}},
+        _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+    )
+
+    async def released() -> bool:
+        cr = await _cr(api, namespace, p.name)
+        assert not cr["metadata"].get("finalizers"), cr["metadata"].get("finalizers")
+        return True
+
     with run_operator(namespace):
-        await eventually(p.gone, timeout=15)
-        await eventually(p.no_children, timeout=GC_TIMEOUT)
+        await eventually(p.all_children)
+        await eventually(released, timeout=15)
+    await p.delete()
+    await eventually(p.gone, timeout=15)
+    await eventually(p.no_children, timeout=GC_TIMEOUT)
