@@ -134,8 +134,11 @@ build() {
   (
     cd "$work/src/tree"
     export GOROOT=$goroot PATH=$goroot/bin:$PATH CGO_ENABLED=0
-    # Go's build cache outlives the work tree: building the other binaries later recompiles only what differs.
-    export GOPATH=$work/gopath GOCACHE=$CACHE/gocache GOFLAGS=-mod=vendor
+    # Go's build cache outlives the work tree (kube's make puts it at _output/local/go/cache): building the other
+    # binaries later recompiles only what differs.
+    mkdir -p "$CACHE/gocache" _output/local/go
+    ln -sfn "$CACHE/gocache" _output/local/go/cache
+    export GOPATH=$work/gopath GOFLAGS=-mod=vendor
     nice -n 10 make WHAT="${targets[*]/#/cmd/}" GOLDFLAGS="-s -w" \
       KUBE_GIT_VERSION=$KUBE_VERSION KUBE_GIT_TREE_STATE=clean
   )
