@@ -1,7 +1,7 @@
 """Contracts between the workers and the operator, which share only ``sentiment_workers.config``."""
 
 from prometheus_client import CollectorRegistry, generate_latest
-from sentiment_operator.backlog import backlog_from_exposition
+from sentiment_operator.backlog import backlog_from_exposition, stores_from_exposition
 from sentiment_operator.settings import OperatorSettings
 from sentiment_workers.metrics import PipelineMetrics
 
@@ -13,3 +13,14 @@ def test_the_operator_reads_the_backlog_gauge_that_inference_workers_export() ->
 
     metric = OperatorSettings().backlog_metric
     assert backlog_from_exposition(exposition, metric) == 1234
+
+
+def test_the_operator_reads_the_store_reachability_the_workers_export() -> None:
+    """The gauge behind the workers' /readyz is the one the operator's status reads (StoreUnreachable)."""
+    metrics = PipelineMetrics(CollectorRegistry())
+    metrics.store_up.labels("mongo").set(1)
+    metrics.store_up.labels("mysql").set(0)
+    exposition = generate_latest(metrics.registry).decode()
+
+    metric = OperatorSettings().store_metric
+    assert stores_from_exposition(exposition, metric) == {"mongo": True, "mysql": False}

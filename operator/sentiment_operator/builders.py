@@ -210,8 +210,10 @@ def _container(
         if workload.resources is not None
         else _DEFAULT_RESOURCES[component]
     )
-    # /healthz answers 200 only while the worker's event loop beats (sentiment_workers.health).
+    # /healthz answers 200 only while the worker's event loop beats; /readyz only while, in addition, it
+    # reaches every store it uses (sentiment_workers.health): Ready means data can flow.
     probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 20, "timeoutSeconds": 5}
+    ready = {"httpGet": {"path": "/readyz", "port": "metrics"}, "timeoutSeconds": 5}
     return {
         "name": component,
         "image": image,
@@ -224,7 +226,7 @@ def _container(
         # A slow start (a large image's imports, a cold volume) gets 5 minutes before liveness applies.
         "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
         "livenessProbe": {**probe, "failureThreshold": 3},
-        "readinessProbe": {**probe, "periodSeconds": 10},
+        "readinessProbe": {**ready, "periodSeconds": 5, "failureThreshold": 2},
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

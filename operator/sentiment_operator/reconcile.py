@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -44,6 +44,8 @@ class Operator:
     serials: dict[str, _Serial] = field(default_factory=dict)
     # uid -> ((namespace, name), monotonic time of its last watch event): what the resync loop visits.
     pipelines: dict[str, tuple[tuple[str, str], float]] = field(default_factory=dict)
+    # uid -> {store: [pods that cannot reach it]}, from the last resync's scrape of the workers.
+    unreachable: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     async def exclusive(self, uid: str, run: Callable[[], Awaitable[Any]], *, wait: bool = True) -> None:
         """Run ``run`` alone for one pipeline. With ``wait=False`` a busy pipeline is only marked dirty."""
@@ -61,6 +63,7 @@ class Operator:
     def forget(self, uid: str, key: tuple[str, str]) -> None:
         self.serials.pop(uid, None)
         self.pipelines.pop(uid, None)
+        self.unreachable.pop(uid, None)
         self.phases.pop(key, None)
         self._count_phases()
 
@@ -109,8 +112,43 @@ async def _check_secrets(op: Operator, namespace: str, spec: PipelineSpec) -> li
     return problems
 
 
+STORE_NAMES = {"kafka": "Kafka", "mongo": "MongoDB", "mysql": "MySQL"}
+
+
+async def _scrape(
+    op: Operator, body: Mapping[str, Any], spec: PipelineSpec, *, logger: Any
+) -> backlog.Scrape | None:
+    """What the workers export (backlog, stores' reachability), or None when paused (no workers)."""
+    if spec.state is State.PAUSED:
+        return None
+    meta = body["metadata"]
+    try:
+        return await backlog.scrape_workers(
+            op.api,
+            meta["namespace"],
+            builders.metrics_service_name(meta["name"]),
+            backlog_metric=op.settings.backlog_metric,
+            store_metric=op.settings.store_metric,
+            scrape_timeout=op.settings.backlog_scrape_timeout_seconds,
+        )
+    except kube.ApiError as exc:
+        logger.warning(f"cannot read the workers' metrics: {exc}")
+        return None
+
+
+def store_problem(unreachable: Mapping[str, Sequence[str]]) -> st.Problem | None:
+    """``StoreUnreachable`` naming each store and the worker pods that cannot reach it."""
+    if not unreachable:
+        return None
+    parts = [
+        f"{STORE_NAMES.get(store, store)} unreachable from {', '.join(pods)}"
+        for store, pods in sorted(unreachable.items())
+    ]
+    return st.Problem("StoreUnreachable", "; ".join(parts))
+
+
 async def _autoscale(
-    op: Operator, body: Mapping[str, Any], spec: PipelineSpec, *, read: bool, logger: Any
+    body: Mapping[str, Any], spec: PipelineSpec, scrape: backlog.Scrape | None, *, read: bool
 ) -> tuple[int | None, dict[str, Any] | None]:
     """The inference replica count the autoscaler wants (None when autoscaling is off) and its status."""
     if not spec.autoscaling.enabled:
@@ -122,17 +160,7 @@ async def _autoscale(
         kept = autoscaling.clamp(current, a.min_replicas, a.max_replicas)
         return kept, {**previous, "desiredReplicas": kept}
     meta = body["metadata"]
-    try:
-        value = await backlog.read_backlog(
-            op.api,
-            meta["namespace"],
-            builders.metrics_service_name(meta["name"]),
-            metric=op.settings.backlog_metric,
-            scrape_timeout=op.settings.backlog_scrape_timeout_seconds,
-        )
-    except kube.ApiError as exc:
-        logger.warning(f"cannot read the backlog: {exc}")
-        value = None
+    value = scrape.backlog() if scrape is not None else None
     metrics.BACKLOG.labels(meta["namespace"], meta["name"]).set(math.nan if value is None else value)
     now = time.time()
     decision = autoscaling.decide(
@@ -201,7 +229,16 @@ async def _reconcile(
 
     owner = builders.Owner.from_body(body)
     problems = await _check_secrets(op, namespace, spec)
-    autoscaled, autoscale_state = await _autoscale(op, body, spec, read=autoscale, logger=logger)
+    uid = str(meta["uid"])
+    scrape = await _scrape(op, body, spec, logger=logger) if autoscale else None
+    if spec.state is State.PAUSED:
+        op.unreachable.pop(uid, None)
+    elif scrape is not None:
+        op.unreachable[uid] = scrape.unreachable()
+    unreachable = store_problem(op.unreachable.get(uid, {}))
+    if unreachable is not None:
+        problems.append(unreachable)
+    autoscaled, autoscale_state = await _autoscale(body, spec, scrape, read=autoscale)
     with_monitor = await op.discovery.serves(op.api, *SERVICE_MONITOR_API)
     children = builders.build_children(
         spec,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sentiment_workers.config import BACKLOG_METRIC
+from sentiment_workers.config import BACKLOG_METRIC, STORE_UP_METRIC
 
 
 class OperatorSettings(BaseSettings):
@@ -20,7 +20,9 @@ class OperatorSettings(BaseSettings):
         "IfNotPresent",
         description="Pull policy of the workers when a CR sets none (the chart: worker.image.pullPolicy).",
     )
-    resync_seconds: float = Field(15.0, gt=0, description="Resync period: drift repair, status, autoscaling.")
+    resync_seconds: float = Field(
+        15.0, gt=0, description="Resync period: drift repair, status, store reachability, autoscaling."
+    )
     idle_seconds: float = Field(
         2.0, ge=0, description="The resync skips a pipeline changed less than this long ago."
     )
@@ -29,6 +31,10 @@ class OperatorSettings(BaseSettings):
     backlog_metric: str = Field(
         BACKLOG_METRIC,
         description="Gauge of pending staged messages exported by the inference workers.",
+    )
+    store_metric: str = Field(
+        STORE_UP_METRIC,
+        description="Gauge (label store) the workers export: 1 while they reach the store, else 0.",
     )
     backlog_scrape_timeout_seconds: float = Field(2.0, gt=0)
     api_connections: int = Field(

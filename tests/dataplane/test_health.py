@@ -4,16 +4,23 @@ when a blocking call wedges the loop; /metrics served on the same port."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 
+import pytest
 from prometheus_client import CollectorRegistry
-from sentiment_workers.health import Heartbeat, serve
+from prometheus_client.parser import text_string_to_metric_families
+from sentiment_workers.health import Heartbeat, readiness, serve
 from sentiment_workers.metrics import PipelineMetrics
 
-from tests.dataplane.conftest import free_port
+from tests.dataplane.conftest import ROOT, free_port
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -72,3 +79,128 @@ def _wait_for_status(port: int, expected: int, timeout: float = 10) -> None:
     while (status := _get(port, "/healthz")[0]) != expected:
         assert time.monotonic() < deadline, f"/healthz stayed {status}, expected {expected}"
         time.sleep(0.05)
+
+
+# -- readiness: "data can flow" -------------------------------------------------------------------------
+
+
+def test_readiness_waits_for_a_first_contact_and_names_every_unreachable_store():
+    metrics = PipelineMetrics(CollectorRegistry())
+    heartbeat = Heartbeat(timeout_s=60)
+    heartbeat.beat()
+    assert readiness(metrics.registry, heartbeat) == (False, "starting: no store reached yet")
+    metrics.store_up.labels("mongo").set(1)
+    metrics.store_up.labels("mysql").set(0)
+    metrics.store_up.labels("kafka").set(0)
+    assert readiness(metrics.registry, heartbeat) == (False, "unreachable: kafka, mysql")
+    metrics.store_up.labels("kafka").set(1)
+    metrics.store_up.labels("mysql").set(1)
+    assert readiness(metrics.registry, heartbeat) == (True, "ok: kafka, mongo, mysql reachable")
+    # A wedged loop is never ready, whatever the stores say.
+    assert readiness(metrics.registry, Heartbeat(timeout_s=60))[1].startswith("starting: the event loop")
+
+
+class TcpProxy:
+    """A TCP port that refuses connections until :meth:`open`, then forwards them to ``target``: a store that
+    is unreachable, then there, at one address (the shared test servers keep running meanwhile)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self.listener: socket.socket | None = None
+
+    def open(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                upstream = socket.create_connection(self.target)
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError), source, sink:
+            while data := source.recv(65536):
+                sink.sendall(data)
+
+
+def _gauge(port: int, store: str) -> float | None:
+    status, body = _get(port, "/metrics")
+    assert status == 200
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == "sentiment_store_up" and sample.labels.get("store") == store:
+                return sample.value
+    return None
+
+
+def _wait_for_readyz(port: int, expected: int, says: str, timeout: float = 60) -> None:
+    """Until /readyz answers ``expected`` with a reason containing ``says``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, body = _get(port, "/readyz")
+        except urllib.error.URLError as exc:  # the process has not opened its port yet
+            status, body = 0, str(exc)
+        if status == expected and says in body:
+            return
+        assert time.monotonic() < deadline, f"/readyz stayed {status} {body.strip()!r}, expected {expected}"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("command", "store"),
+    [("consume", "kafka"), ("infer", "mysql")],
+)
+def test_a_worker_is_unready_naming_the_store_it_cannot_reach_then_ready_once_it_is_there(
+    services, config, tiny_model_dir, command, store
+):
+    """Ready meant "event loop alive": workers that could not reach their stores answered ready, so the
+    pipeline said Ready. A real worker process, its store behind an address that refuses connections, then
+    forwards them: /readyz 503 naming the store and its gauge 0, then 200 and 1, without a restart."""
+    if store == "kafka":
+        host, _, port = config.kafka_bootstrap_servers.partition(",")[0].rpartition(":")
+        proxy = TcpProxy((host, int(port)))
+        pointed = config.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{proxy.port}"})
+    else:
+        proxy = TcpProxy((config.mysql_host, config.mysql_port))
+        pointed = config.model_copy(update={"mysql_host": "127.0.0.1", "mysql_port": proxy.port})
+    metrics_port = free_port()
+    env = services.worker_env(pointed) | {
+        "SENTIMENT_METRICS_PORT": str(metrics_port),
+        "SENTIMENT_MODEL_NAME": str(tiny_model_dir),
+        "SENTIMENT_MODEL_BACKEND": "torch",
+        "SENTIMENT_STORE_PROBE_INTERVAL_SECONDS": "0.5",
+        "SENTIMENT_STORE_PROBE_TIMEOUT_SECONDS": "2",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from sentiment_workers.cli import main; main()", command],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_readyz(metrics_port, 503, f"unreachable: {store}")
+        assert _gauge(metrics_port, store) == 0
+        assert process.poll() is None, "the worker waits for its store, it does not exit"
+        proxy.open()
+        _wait_for_readyz(metrics_port, 200, f"{store}")
+        assert _gauge(metrics_port, store) == 1
+    finally:
+        proxy.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from sentiment_operator.backlog import backlog_from_exposition, combine, endpoint_targets
+from sentiment_operator.backlog import (
+    Scrape,
+    Target,
+    WorkerReport,
+    backlog_from_exposition,
+    combine,
+    endpoint_pods,
+    endpoint_targets,
+    stores_from_exposition,
+)
 
 METRIC = "sentiment_inference_backlog_messages"
 
@@ -43,3 +52,40 @@ def test_ready_endpoint_addresses_with_the_metrics_port_are_targets():
     }
     assert endpoint_targets(endpoints) == ["10.0.0.5:9000", "[fd00::7]:9000"]
     assert endpoint_targets(None) == []
+
+
+def test_store_reachability_is_read_from_a_real_exposition():
+    registry = CollectorRegistry()
+    gauge = Gauge("sentiment_store_up", "reachable", ["store"], registry=registry)
+    gauge.labels("kafka").set(1)
+    gauge.labels("mongo").set(0)
+    text = generate_latest(registry).decode()
+    assert stores_from_exposition(text, "sentiment_store_up") == {"kafka": True, "mongo": False}
+    assert stores_from_exposition(_exposition(), "sentiment_store_up") == {}
+
+
+def test_not_ready_pods_are_scraped_for_reachability_but_not_for_the_backlog():
+    """A worker that cannot reach a store fails /readyz: it is among the notReadyAddresses."""
+    endpoints = {
+        "subsets": [
+            {
+                "addresses": [{"ip": "10.0.0.5", "targetRef": {"kind": "Pod", "name": "p-inference-a"}}],
+                "notReadyAddresses": [
+                    {"ip": "10.0.0.9", "targetRef": {"kind": "Pod", "name": "p-inference-b"}}
+                ],
+                "ports": [{"name": "metrics", "port": 9000}],
+            }
+        ]
+    }
+    ready, unready = endpoint_pods(endpoints)
+    assert ready == Target("10.0.0.5:9000", "p-inference-a", True)
+    assert unready == Target("10.0.0.9:9000", "p-inference-b", False)
+    scrape = Scrape(
+        [
+            WorkerReport(ready, True, backlog=10.0, stores={"mysql": True}),
+            WorkerReport(unready, True, backlog=99.0, stores={"mysql": False, "mongo": True}),
+            WorkerReport(Target("10.0.0.7:9000", "p-consumer-c", False), False),
+        ]
+    )
+    assert scrape.backlog() == 10.0
+    assert scrape.unreachable() == {"mysql": ["p-inference-b"]}

@@ -92,14 +92,16 @@ def test_placement_is_passed_through():
     assert pod["containers"][0]["resources"] == {"limits": {"cpu": 2, "memory": "3Gi"}}
 
 
-def test_worker_probes_ask_the_event_loop_heartbeat_on_the_metrics_port():
+def test_worker_probes_ask_the_heartbeat_for_liveness_and_the_stores_for_readiness():
     spec = parse_spec(BASE)
     for component in (CONSUMER, INFERENCE):
         container = build_deployment(spec, OWNER, component, default_image="i")["spec"]["template"]["spec"][
             "containers"
         ][0]
-        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        for probe in ("startupProbe", "livenessProbe"):
             assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, (component, probe)
+        # Ready means data can flow: /readyz fails while the worker cannot reach one of its stores.
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}, component
         startup = container["startupProbe"]
         assert startup["periodSeconds"] * startup["failureThreshold"] == 300  # 5 min to load a model
 

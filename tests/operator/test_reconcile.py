@@ -482,6 +482,91 @@ async def test_inference_scales_with_the_backlog_the_workers_export(api, namespa
     assert any(r == "Scaled" and "1 -> 4" in m for _, r, m in events)
 
 
+async def test_a_store_the_workers_cannot_reach_is_named_in_the_status_and_recovers_by_itself(
+    api, namespace, run_operator
+):
+    """Ready said True while every worker looped on "store unreachable". The workers export
+    sentiment_store_up{store} (and fail /readyz, so they sit in the Endpoints' notReadyAddresses); the
+    operator reads it on each resync and says which store is unreachable from which pods. This test plays the
+    Deployment and endpoints controllers (none run here) and points the Endpoints at real exporters."""
+    await create_secrets(api, namespace, "u")
+    ip = host_ip()
+    exporters = []
+    gauges = {}
+    for pod, store in (("u-consumer-7d9f-a", "mongo"), ("u-inference-5c8b-b", "mysql")):
+        registry = CollectorRegistry()
+        gauge = Gauge("sentiment_store_up", "store reachable", ["store"], registry=registry)
+        gauge.labels(store).set(1)
+        gauges[pod] = gauge.labels(store)
+        port = free_port()
+        exporters.append((pod, port, start_http_server(port, addr=ip, registry=registry)))
+
+    async def endpoints(ready: bool) -> None:
+        key = "addresses" if ready else "not_ready_addresses"
+        subsets = [
+            client.V1EndpointSubset(
+                **{
+                    key: [
+                        client.V1EndpointAddress(
+                            ip=ip, target_ref=client.V1ObjectReference(kind="Pod", name=pod)
+                        )
+                    ]
+                },
+                ports=[client.CoreV1EndpointPort(name="metrics", port=port)],
+            )
+            for pod, port, _ in exporters
+        ]
+        body = client.V1Endpoints(metadata=client.V1ObjectMeta(name="u-metrics"), subsets=subsets)
+        core = client.CoreV1Api(api)
+        try:
+            await core.replace_namespaced_endpoints("u-metrics", namespace, body)
+        except ApiException as exc:
+            assert exc.status == 404
+            await core.create_namespaced_endpoints(namespace, body)
+
+    async def ready(status: str, ctype: str = "Ready") -> dict[str, Any]:
+        cond = await _condition(api, namespace, "u", ctype)
+        assert cond["status"] == status, cond
+        return cond
+
+    try:
+        await endpoints(ready=True)
+        with run_operator(namespace):
+            await _create(api, namespace, pipeline("u", namespace))
+            await eventually(lambda: _deployment(api, namespace, "u-inference"))
+            await _play_deployment_controller(api, namespace, "u-consumer", ready=1)
+            await _play_deployment_controller(api, namespace, "u-inference", ready=1)
+            await eventually(lambda: ready("True"))
+
+            # MySQL goes away: the inference worker reports it and fails its readiness probe.
+            gauges["u-inference-5c8b-b"].set(0)
+            await endpoints(ready=False)
+            await _play_deployment_controller(api, namespace, "u-inference", ready=0)
+            degraded = await eventually(lambda: ready("True", "Degraded"))
+            lost = await _condition(api, namespace, "u", "Ready")
+            phase = (await _cr(api, namespace, "u"))["status"]["phase"]
+            events = await _events(api, namespace, "u")
+
+            # MySQL is back: nothing to do but wait.
+            gauges["u-inference-5c8b-b"].set(1)
+            await endpoints(ready=True)
+            await _play_deployment_controller(api, namespace, "u-inference", ready=1)
+            healed = await eventually(lambda: ready("False", "Degraded"))
+            back = await eventually(lambda: ready("True"))
+    finally:
+        for _, _, (server, thread) in exporters:
+            server.shutdown()
+            thread.join(timeout=5)
+
+    assert degraded["status"] == "True"
+    assert degraded["reason"] == "StoreUnreachable"
+    assert degraded["message"] == "MySQL unreachable from u-inference-5c8b-b", degraded["message"]
+    assert lost["reason"] == "StoreUnreachable" and phase == "Degraded"
+    assert ("Warning", "StoreUnreachable", "MySQL unreachable from u-inference-5c8b-b") in events
+    assert back["reason"] == "WorkersReady"
+    assert healed["status"] == "False"
+
+
 async def test_operator_exposes_metrics_and_a_liveness_probe(api, namespace, run_operator, operator_env):
     await create_secrets(api, namespace, "h")
     health = free_port()

@@ -44,6 +44,11 @@ BACKLOG_METRIC = "sentiment_inference_backlog_messages"
 """Gauge of staged messages not yet classified, exported by the inference workers and read by the operator's
 autoscaler: part of the contract between the two."""
 
+STORE_UP_METRIC = "sentiment_store_up"
+"""Gauge per store (label ``store``: ``kafka``, ``mongo``, ``mysql``), 1 while the worker reaches it, 0 while
+it cannot; exported by both workers, read by their ``/readyz`` and by the operator's status (which store is
+unreachable, from which pods): part of the contract between the two."""
+
 DEFAULT_MODEL = "default"
 """Sentinel model name: the offline model shipped with the project (see models/)."""
 
@@ -97,6 +102,10 @@ class WorkerConfig(BaseSettings):
     liveness_timeout_seconds: float = Field(
         60.0, gt=0, description="/healthz fails when the event loop has not beaten for this long."
     )
+    store_probe_interval_seconds: float = Field(
+        10.0, gt=0, description="How often a worker probes its stores (sentiment_store_up, /readyz)."
+    )
+    store_probe_timeout_seconds: float = Field(5.0, gt=0, description="A probe with no answer by then fails.")
     log_level: str = "INFO"
     log_format: str = Field("json", pattern="^(json|console)$")
 

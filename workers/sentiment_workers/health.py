@@ -3,7 +3,14 @@ last beat is recent. A worker whose loop is wedged (a blocking call, a deadlock)
 is restarted; one that has not started its loop yet is "starting" (503), which the startup probe waits out.
 (Model loading and inference run in worker threads, so the loop keeps beating through them.)
 
-The HTTP server is prometheus-client's threaded WSGI server: ``/metrics`` and ``/healthz`` on one port.
+Readiness means "data can flow": ``/readyz`` answers 200 only while the loop beats and every store the
+worker has tried is reachable, as ``sentiment_store_up`` records it (``retry.with_retries`` on every store
+call, and the periodic probes of :mod:`sentiment_workers.reachability`). Before the first contact with a
+store it is 503 "starting"; while one is unreachable, 503 naming it. The pod's readiness probe uses it, so a
+worker cut off from its stores leaves the Service's ready endpoints and its Deployment's available replicas.
+
+The HTTP server is prometheus-client's threaded WSGI server: ``/metrics``, ``/healthz`` and ``/readyz`` on one
+port.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
+
+from sentiment_workers.config import STORE_UP_METRIC
 
 BEAT_INTERVAL_S = 5.0
 
@@ -50,14 +59,44 @@ class Heartbeat:
                 await asyncio.wait_for(stop.wait(), interval)
 
 
+def store_states(registry: CollectorRegistry) -> dict[str, bool]:
+    """``{store: reachable}`` from the ``sentiment_store_up`` gauge (stores never tried are absent)."""
+    return {
+        sample.labels["store"]: sample.value >= 1
+        for family in registry.collect()
+        if family.name == STORE_UP_METRIC
+        for sample in family.samples
+        if sample.name == STORE_UP_METRIC and "store" in sample.labels
+    }
+
+
+def readiness(registry: CollectorRegistry, heartbeat: Heartbeat | None) -> tuple[bool, str]:
+    """(ready, reason): the loop beats and every store tried so far is reachable."""
+    alive, reason = heartbeat.check() if heartbeat is not None else (True, "ok")
+    if not alive:
+        return False, reason
+    stores = store_states(registry)
+    if not stores:
+        return False, "starting: no store reached yet"
+    down = sorted(store for store, up in stores.items() if not up)
+    if down:
+        return False, f"unreachable: {', '.join(down)}"
+    return True, f"ok: {', '.join(sorted(stores))} reachable"
+
+
 def make_app(registry: CollectorRegistry, heartbeat: Heartbeat | None) -> Callable[..., Iterable[bytes]]:
-    """WSGI app: ``/healthz`` from the heartbeat (always 200 without one), anything else ``/metrics``."""
+    """WSGI app: ``/healthz`` from the heartbeat (always 200 without one), ``/readyz`` from the heartbeat and
+    the stores' reachability, anything else ``/metrics``."""
     metrics_app = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz":
-            alive, reason = heartbeat.check() if heartbeat is not None else (True, "ok")
-            status = "200 OK" if alive else "503 Service Unavailable"
+        path = environ.get("PATH_INFO")
+        if path in ("/healthz", "/readyz"):
+            if path == "/healthz":
+                ok, reason = heartbeat.check() if heartbeat is not None else (True, "ok")
+            else:
+                ok, reason = readiness(registry, heartbeat)
+            status = "200 OK" if ok else "503 Service Unavailable"
             start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
             return [reason.encode() + b"\n"]
         return metrics_app(environ, start_response)
@@ -77,7 +116,7 @@ ALL_INTERFACES = "0.0.0.0"  # noqa: S104
 def serve(
     port: int, registry: CollectorRegistry, heartbeat: Heartbeat | None, addr: str = ALL_INTERFACES
 ) -> Any:
-    """Serve ``/metrics`` and ``/healthz`` on ``port`` from a daemon thread; returns the server."""
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``port`` from a daemon thread; returns it."""
     app = make_app(registry, heartbeat)
     server = make_server(addr, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()

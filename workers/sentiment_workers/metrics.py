@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import REGISTRY
 
-from sentiment_workers.config import BACKLOG_METRIC
+from sentiment_workers.config import BACKLOG_METRIC, STORE_UP_METRIC
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -78,6 +78,12 @@ class PipelineMetrics:
         self.store_retries = Counter(
             "sentiment_store_retries_total",
             "Retried writes or reads after a store was unreachable, by store (mongo, mysql).",
+            ["store"],
+            registry=r,
+        )
+        self.store_up = Gauge(
+            STORE_UP_METRIC,
+            "1 while the worker reaches the store (its last call or probe succeeded), 0 while it cannot.",
             ["store"],
             registry=r,
         )

@@ -3,6 +3,9 @@
 Only transient errors (connection refused/reset, server selection timeouts, a server shutting down) are
 retried, forever: the data stays where it is (uncommitted offsets, leased documents) until the store is
 back. Anything else is a bug or bad data and propagates.
+
+Every call also records whether the store was reached (``sentiment_store_up{store}``: 0 from the first
+transient failure, 1 again on success), which the worker's ``/readyz`` and the operator's status read.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ async def with_retries(
         exc = state.outcome.exception() if state.outcome else None
         if metrics is not None:
             metrics.store_retries.labels(store).inc()
+            metrics.store_up.labels(store).set(0)
         log.warning(
             "store unreachable, retrying",
             store=store,
@@ -50,5 +54,8 @@ async def with_retries(
     )
     async for attempt in retrying:
         with attempt:
-            return await operation()
+            result = await operation()
+            if metrics is not None:
+                metrics.store_up.labels(store).set(1)
+            return result
     raise AssertionError("unreachable")  # pragma: no cover

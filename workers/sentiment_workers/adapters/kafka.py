@@ -10,6 +10,8 @@ import os
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from sentiment_workers.config import WorkerConfig
@@ -65,3 +67,17 @@ def create_producer(config: WorkerConfig, **overrides: Any) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def ping(config: WorkerConfig, *, timeout_ms: int = 5000) -> None:
+    """Raise unless a broker answers a metadata request, with the configured security (reachability probe)."""
+    client = AIOKafkaClient(**connection_options(config), request_timeout_ms=timeout_ms)
+    try:
+        await client.bootstrap()
+    finally:
+        await client.close()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for "Kafka is unreachable" (no broker answers, connection lost, timeouts): worth retrying."""
+    return isinstance(exc, KafkaError | OSError | TimeoutError)

@@ -221,6 +221,10 @@ class Warehouse:
         self.pool.close()
         await self.pool.wait_closed()
 
+    async def ping(self) -> None:
+        """``SELECT 1`` as the configured user (reachability probe); raises when MySQL is not reachable."""
+        await self._execute("SELECT 1")
+
     async def _execute(self, sql: str, params: Sequence[Any] | None = None, *, many: bool = False) -> Any:
         """Run one statement in its own transaction; a broken connection is closed, never reused."""
         conn = await self.pool.acquire()

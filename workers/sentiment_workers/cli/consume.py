@@ -19,7 +19,11 @@ def consume(
     ),
 ) -> None:
     """Consume the topic into the staging collection; dead-letter invalid messages. Config: SENTIMENT_*."""
+    import asyncio
+
     from sentiment_workers.consumer import run_consumer
+    from sentiment_workers.metrics import PipelineMetrics
+    from sentiment_workers.reachability import consumer_probes, wait_for_kafka, watching
     from sentiment_workers.runner import load_config, run_worker
 
     config = load_config()
@@ -28,9 +32,22 @@ def consume(
         overrides.update(
             session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=max(session_timeout_ms // 3, 100)
         )
-    run_worker(
-        config,
-        lambda stop, metrics: run_consumer(
-            config, stop, metrics, exit_when_idle=exit_when_idle, kafka_overrides=overrides
-        ),
-    )
+
+    async def main(stop: asyncio.Event, metrics: PipelineMetrics) -> None:
+        # Kafka and MongoDB are probed all along (/readyz, sentiment_store_up); the consumer waits for a
+        # broker instead of exiting (aiokafka's start fails at once without one).
+        async with (
+            consumer_probes(config) as probes,
+            watching(
+                probes,
+                metrics,
+                interval=config.store_probe_interval_seconds,
+                probe_timeout=config.store_probe_timeout_seconds,
+            ),
+        ):
+            if await wait_for_kafka(config, metrics, stop):
+                await run_consumer(
+                    config, stop, metrics, exit_when_idle=exit_when_idle, kafka_overrides=overrides
+                )
+
+    run_worker(config, main)

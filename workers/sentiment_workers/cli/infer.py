@@ -27,6 +27,7 @@ def infer(
     from sentiment_workers.inference import run_inference
     from sentiment_workers.metrics import PipelineMetrics
     from sentiment_workers.model import load_classifier
+    from sentiment_workers.reachability import inference_probes, watching
     from sentiment_workers.runner import load_config, run_worker
 
     config = load_config()
@@ -39,8 +40,18 @@ def infer(
             batch_size=config.model_batch_size,
             max_length=config.model_max_length,
         )
-        await run_inference(
-            config, stop, metrics, classifier, claim_size=claim_size, exit_when_idle=exit_when_idle
-        )
+        # Probed only once the model is loaded: /readyz stays "starting" until then.
+        async with (
+            inference_probes(config) as probes,
+            watching(
+                probes,
+                metrics,
+                interval=config.store_probe_interval_seconds,
+                probe_timeout=config.store_probe_timeout_seconds,
+            ),
+        ):
+            await run_inference(
+                config, stop, metrics, classifier, claim_size=claim_size, exit_when_idle=exit_when_idle
+            )
 
     run_worker(config, main)
