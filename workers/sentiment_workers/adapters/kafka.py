@@ -6,10 +6,11 @@ SASL_SSL with PLAIN or SCRAM-SHA-256/512; the password comes from the environmen
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
@@ -81,3 +82,33 @@ async def ping(config: WorkerConfig, *, timeout_ms: int = 5000) -> None:
 def is_transient(exc: BaseException) -> bool:
     """True for "Kafka is unreachable" (no broker answers, connection lost, timeouts): worth retrying."""
     return isinstance(exc, KafkaError | OSError | TimeoutError)
+
+
+async def partition_offsets(config: WorkerConfig) -> list[tuple[int, int, int, int | None]]:
+    """``(partition, beginning, end, committed)`` of every partition of ``kafka_topic``, the committed offset
+    being ``kafka_group_id``'s (None when it never committed). Reads only: it does not join the group."""
+    consumer = create_consumer(config, request_timeout_ms=10_000)
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata of every topic, so partitions_for_topic knows ours
+        partitions = sorted(consumer.partitions_for_topic(config.kafka_topic) or ())
+        tps = [TopicPartition(config.kafka_topic, p) for p in partitions]
+        if not tps:
+            return []
+        beginning = await consumer.beginning_offsets(tps)
+        listed_end = await consumer.end_offsets(tps)
+        committed = {tp: await consumer.committed(tp) for tp in tps}
+        # The end is the high watermark of a fetch response: some brokers (Tansu) answer ListOffsets(latest)
+        # with the last batch's position rather than the end of the log.
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, committed[tp] if committed[tp] is not None else beginning[tp])
+        deadline = asyncio.get_running_loop().time() + 5
+        while (
+            any(consumer.highwater(tp) is None for tp in tps) and asyncio.get_running_loop().time() < deadline
+        ):
+            await consumer.getmany(*tps, timeout_ms=200, max_records=1)
+        end = {tp: max(listed_end[tp], consumer.highwater(tp) or 0) for tp in tps}
+        return [(tp.partition, beginning[tp], end[tp], committed[tp]) for tp in tps]
+    finally:
+        await consumer.stop()

@@ -334,7 +334,8 @@ class StagingStore:
     ) -> int:
         """Copy staged documents to the dead letters (keyed ``infer:<id>``) and take them out of the queue.
 
-        Returns how many dead letters were new. Idempotent.
+        Returns how many dead letters were new. Idempotent. A message dead-lettered again after a replay
+        gets its new reason and detail, and is no longer marked replayed.
         """
         if not documents:
             return 0
@@ -344,17 +345,20 @@ class StagingStore:
                 {
                     "$setOnInsert": {
                         "stage": "infer",
-                        "reason": reason,
-                        "detail": scrub_text(detail)[:DETAIL_LIMIT],
                         "message_id": doc["_id"],
                         "comment": doc.get("comment"),
                         "payload": doc.get("payload"),
-                        "attempts": doc.get("attempts"),
                         "topic": doc.get("topic"),
                         "partition": doc.get("partition"),
                         "offset": doc.get("offset"),
                         "dead_lettered_at": ts,
-                    }
+                    },
+                    "$set": {
+                        "reason": reason,
+                        "detail": scrub_text(detail)[:DETAIL_LIMIT],
+                        "attempts": doc.get("attempts"),
+                    },
+                    "$unset": {"replayed_at": "", "replay_result": ""},
                 },
                 upsert=True,
             )
@@ -378,3 +382,103 @@ class StagingStore:
         """Documents per status, e.g. ``{"done": 10, "pending": 2}``."""
         rows = await self.messages.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]).to_list(None)
         return {row["_id"]: row["n"] for row in rows}
+
+    # -- dead letters: list, replay --------------------------------------------------------------------
+
+    async def find_dead_letters(
+        self,
+        *,
+        reason: str | None = None,
+        stage: str | None = None,
+        since: datetime | None = None,
+        letter_id: str | None = None,
+        include_replayed: bool = True,
+        limit: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Dead letters matching every given filter, oldest first (``letter_id``: the dead letter's ``_id``
+        or the message id of an inference dead letter)."""
+        query: dict[str, Any] = {}
+        if reason:
+            query["reason"] = reason
+        if stage:
+            query["stage"] = stage
+        if since is not None:
+            query["dead_lettered_at"] = {"$gte": since}
+        if letter_id:
+            query["$or"] = [{"_id": letter_id}, {"message_id": letter_id}]
+        if not include_replayed:
+            query["replayed_at"] = {"$exists": False}
+        cursor = self.dead_letters.find(query).sort([("dead_lettered_at", ASCENDING), ("_id", ASCENDING)])
+        return await cursor.limit(limit).to_list(None)
+
+    async def mark_replayed(self, letter_id: str, result: str, ts: datetime) -> None:
+        """Record that a dead letter was replayed (kept for the audit trail, no longer counted as open)."""
+        await self.dead_letters.update_one(
+            {"_id": letter_id}, {"$set": {"replayed_at": ts, "replay_result": result}}
+        )
+
+    async def requeue_dead_lettered(self, message_id: str) -> bool:
+        """Put a dead-lettered staged message back in the queue (fresh attempts); False if it is not
+        dead-lettered (already requeued, done, or unknown)."""
+        result = await self.messages.update_one(
+            {"_id": message_id, "status": DEAD_LETTERED},
+            {
+                "$set": {"status": PENDING, "lease_expires": EPOCH, "attempts": 0, "solo_attempts": 0},
+                "$unset": {"dead_letter_reason": "", "lease_owner": "", "lease_token": ""},
+            },
+        )
+        return bool(result.modified_count)
+
+    async def status_of(self, message_id: str) -> str | None:
+        """The staged message's status, None if it is not staged."""
+        doc = await self.messages.find_one({"_id": message_id}, {"status": 1})
+        return None if doc is None else str(doc.get("status"))
+
+    # -- reconciliation ------------------------------------------------------------------------------
+
+    async def count_positions(
+        self, topic: str, windows: dict[int, tuple[int, int]]
+    ) -> dict[int, tuple[int, int]]:
+        """Kafka positions ``[start, end)`` per partition of ``topic`` accounted for in Mongo, as
+        ``(staged, dead-lettered)``: read into a staged document (``sources``), or dead-lettered by the
+        consumer (open: a replayed record's position is in its staged document)."""
+        if not windows:
+            return {}
+        in_window = [
+            {"t": topic, "p": p, "o": {"$gte": start, "$lt": end}} for p, (start, end) in windows.items()
+        ]
+        staged = await self.messages.aggregate(
+            [
+                {"$match": {f"{SOURCES}.t": topic}},
+                {"$unwind": f"${SOURCES}"},
+                {"$match": {"$or": [{f"{SOURCES}.{k}": v for k, v in w.items()} for w in in_window]}},
+                {"$group": {"_id": f"${SOURCES}.p", "n": {"$sum": 1}}},
+            ]
+        ).to_list(None)
+        rejected = await self.dead_letters.aggregate(
+            [
+                {"$match": {"stage": "consume", "replayed_at": {"$exists": False}}},
+                {
+                    "$match": {
+                        "$or": [{"topic": w["t"], "partition": w["p"], "offset": w["o"]} for w in in_window]
+                    }
+                },
+                {"$group": {"_id": "$partition", "n": {"$sum": 1}}},
+            ]
+        ).to_list(None)
+        in_staging = {int(row["_id"]): int(row["n"]) for row in staged}
+        in_dead_letters = {int(row["_id"]): int(row["n"]) for row in rejected}
+        return {p: (in_staging.get(p, 0), in_dead_letters.get(p, 0)) for p in windows}
+
+    async def count_dead_letters(self) -> list[tuple[str, str, bool, int]]:
+        """``(stage, reason, replayed, count)`` for every group of dead letters."""
+        groups: list[tuple[str, str, bool, int]] = []
+        for replayed in (False, True):
+            rows = await self.dead_letters.aggregate(
+                [
+                    {"$match": {"replayed_at": {"$exists": replayed}}},
+                    {"$group": {"_id": {"stage": "$stage", "reason": "$reason"}, "n": {"$sum": 1}}},
+                ]
+            ).to_list(None)
+            groups += [(str(r["_id"]["stage"]), str(r["_id"]["reason"]), replayed, int(r["n"])) for r in rows]
+        return sorted(groups)

@@ -25,6 +25,8 @@ _SUBCOMMAND_MODULES = (
     "report",
     "train",
     "metabase",
+    "dead_letters",
+    "reconcile",
 )
 
 for _name in _SUBCOMMAND_MODULES:
