@@ -76,7 +76,7 @@ def promtool() -> str:
 def test_alert_rules_pass_promtool_check(rules_file: Path) -> None:
     result = subprocess.run([promtool(), "check", "rules", str(rules_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 rules found" in result.stdout
+    assert "7 rules found" in result.stdout
 
 
 def test_alerts_fire_on_a_growing_backlog_and_on_dead_letters_but_not_when_healthy(
@@ -134,8 +134,9 @@ def test_alerts_fire_on_a_growing_backlog_and_on_dead_letters_but_not_when_healt
                                     "summary": "consume dead-lettered 50 messages in 10 min (invalid_json)",
                                     "description": (
                                         "Messages are being set aside in the dead-letter collection. Inspect"
-                                        " them (reason and raw bytes are stored with each) and fix the"
-                                        " producer or the model."
+                                        " them (reason and raw bytes are stored with each: sentiment-pipeline"
+                                        " dead-letters list --reason R), fix the producer, the model or the"
+                                        " store, then sentiment-pipeline dead-letters replay --reason R."
                                     ),
                                 },
                             }
@@ -147,6 +148,61 @@ def test_alerts_fire_on_a_growing_backlog_and_on_dead_letters_but_not_when_healt
         ],
     }
     test_file = tmp_path / "alerts_test.yaml"
+    test_file.write_text(yaml.safe_dump(tests, width=1000))
+    result = subprocess.run([promtool(), "test", "rules", str(test_file)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dead_letter_ratio_alert_fires_above_five_percent_of_consumed_messages(
+    rules_file: Path, tmp_path: Path
+) -> None:
+    """10 of 100 messages a minute dead-lettered (10%) fires after 10 minutes; 1 of 100 (1%) never does."""
+    series = []
+    for namespace, dead_per_minute in (("bad", 10), ("fine", 1)):
+        series += [
+            {
+                "series": f'sentiment_messages_consumed_total{{namespace="{namespace}",topic="t"}}',
+                "values": "0+100x60",
+            },
+            {
+                "series": "sentiment_messages_dead_lettered_total"
+                f'{{namespace="{namespace}",stage="infer",reason="store_rejected"}}',
+                "values": f"0+{dead_per_minute}x60",
+            },
+        ]
+    tests = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": "SentimentDeadLetterRatioHigh", "exp_alerts": []},
+                    {
+                        "eval_time": "40m",
+                        "alertname": "SentimentDeadLetterRatioHigh",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"namespace": "bad", "severity": "warning"},
+                                "exp_annotations": {
+                                    "summary": "10% of the messages in bad are dead-lettered",
+                                    "description": (
+                                        "More than 5% of the consumed messages end in the dead letters (all"
+                                        " stages and reasons) for 10 minutes: a producer sends bad data, or"
+                                        " a store or the model refuses a kind of message. sentiment-pipeline"
+                                        " dead-letters list shows the reasons; sentiment-pipeline reconcile"
+                                        " the counts."
+                                    ),
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "ratio_test.yaml"
     test_file.write_text(yaml.safe_dump(tests, width=1000))
     result = subprocess.run([promtool(), "test", "rules", str(test_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
