@@ -198,3 +198,40 @@ async def test_sigterm_style_stop_finishes_the_batch_in_flight(config, store, wa
 
 async def _some_rows(warehouse) -> bool:
     return await warehouse.count() > 0
+
+
+class Pausing(WrappedClassifier):
+    """The real classifier, taking ``pause`` seconds per batch (a long batch, a slow model)."""
+
+    def __init__(self, inner: SentimentClassifier, pause: float) -> None:
+        super().__init__(inner)
+        self.pause = pause
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        import time
+
+        time.sleep(self.pause)
+        return self.inner.predict(texts)
+
+
+async def test_a_live_worker_keeps_its_lease_however_long_its_batch_takes(
+    config, store, warehouse, classifier, metrics
+):
+    await stage(store, 10)
+    short_lease = config.model_copy(update={"lease_seconds": 0.6})
+    worker = InferenceWorker(short_lease, store, warehouse, Pausing(classifier, 2.0), metrics)
+    async with Running(worker.run):
+        await wait_until(lambda: _leased(store, 10), what="the claim")
+        await asyncio.sleep(1.5)  # well past the lease: renewed, so no other worker can take the batch
+        assert (await store.claim("other", 10, 30)).documents == []
+        await wait_until(lambda: _done(store, 10), what="the batch done")
+    docs = await store.messages.find({}).to_list(None)
+    assert {d["attempts"] for d in docs} == {1}
+
+
+async def _leased(store, n: int) -> bool:
+    return await store.messages.count_documents({"lease_token": {"$exists": True}}) >= n
+
+
+async def _done(store, n: int) -> bool:
+    return await store.messages.count_documents({"status": "done"}) >= n

@@ -151,8 +151,8 @@ class StagingConsumer:
                 source = SourceRecord(tp.topic, tp.partition, rec.offset, rec.key, rec.value, rec.timestamp)
                 parsed = parse_record(source, max_bytes=self.config.max_message_bytes)
                 (good if isinstance(parsed, StagedMessage) else bad).append(parsed)  # type: ignore[arg-type]
-        records = len(good) + len(bad)
-        self.metrics.batch_size.labels("consume").observe(records)
+        received = len(good) + len(bad)
+        self.metrics.batch_size.labels("consume").observe(received)
         ingest_ts = utcnow()
         staged = await write_isolating(
             good,
@@ -177,7 +177,7 @@ class StagingConsumer:
         for message in good:
             if message.altered:
                 log.warning("message altered to be storable", id=message.id, altered=message.altered)
-        log.debug("batch staged", records=records, writes=staged.calls, rejected=len(bad))
+        log.debug("batch staged", records=received, writes=staged.calls, rejected=len(bad))
 
     async def _mongo(self, operation: Callable[[], Awaitable[StageResult]]) -> StageResult:
         return await with_retries(

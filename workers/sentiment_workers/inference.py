@@ -83,8 +83,9 @@ class InferenceWorker:
         self.max_attempts = max_attempts
         self.classified = 0
         self._backlog_at = 0.0
-        self._in_flight = 0
-        """Claims taken and not yet written (a claim of suspects is only taken when this is zero)."""
+        self._leases: set[str] = set()
+        """Tokens of the claims taken and not yet written: their leases are renewed while the worker lives,
+        and a claim of suspects is only taken when there is none."""
         self._drained = asyncio.Event()
         self._drained.set()
 
@@ -115,10 +116,11 @@ class InferenceWorker:
             asyncio.create_task(self._predict_loop(to_predict, to_write), name="predict"),
             asyncio.create_task(self._write_loop(to_write), name="write"),
         ]
+        renewer = asyncio.create_task(self._renew_loop(), name="renew")
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
+            for task in [*tasks, renewer]:
                 task.cancel()
         log.info("inference worker stopped", classified=self.classified)
 
@@ -130,7 +132,7 @@ class InferenceWorker:
         idle_since: float | None = None
         while not stop.is_set():
             await self._refresh_backlog()
-            exclusive = self._in_flight == 0
+            exclusive = not self._leases
             claim = await self._mongo(
                 lambda exclusive=exclusive: self.store.claim(
                     self.owner, self.claim_size, self.config.lease_seconds, exclusive=exclusive
@@ -143,7 +145,7 @@ class InferenceWorker:
             if claim.documents:
                 idle_since = None
                 self.metrics.batch_size.labels("infer").observe(len(claim.documents))
-                self._in_flight += 1
+                self._leases.add(claim.token)
                 self._drained.clear()
                 await out.put(claim)
                 continue
@@ -159,6 +161,15 @@ class InferenceWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.config.poll_interval_seconds)
         await out.put(None)  # normal end only: on an error, run() cancels every task
+
+    async def _renew_loop(self) -> None:
+        """Extend the leases of the claims in flight every third of a lease: a lease then only expires when
+        its worker is gone (killed, wedged, partitioned from Mongo), which is what ``attempts`` counts."""
+        interval = self.config.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            for token in list(self._leases):
+                await self._mongo(lambda token=token: self.store.renew(token, self.config.lease_seconds))
 
     async def _refresh_backlog(self) -> None:
         if time.monotonic() - self._backlog_at >= BACKLOG_REFRESH_S:
@@ -245,8 +256,8 @@ class InferenceWorker:
     async def _write_loop(self, inbox: asyncio.Queue[ClassifiedBatch | None]) -> None:
         while (batch := await inbox.get()) is not None:
             await self.write(batch)
-            self._in_flight -= 1
-            if self._in_flight == 0:
+            self._leases.discard(batch.claim.token)
+            if not self._leases:
                 self._drained.set()
 
     async def write(self, batch: ClassifiedBatch) -> None:

@@ -303,6 +303,14 @@ class StagingStore:
         documents = await self.messages.find({"_id": {"$in": ids}, "lease_token": token}).to_list(None)
         return Claim(token=token, owner=owner, expires=expires, documents=documents)
 
+    async def renew(self, token: str, lease_seconds: float) -> None:
+        """Extend the lease of a claim still in progress (one ``update_many``); documents already done, or
+        re-claimed by another worker after the lease expired, are not touched."""
+        await self.messages.update_many(
+            {"lease_token": token, "status": PENDING},
+            {"$set": {"lease_expires": utcnow() + timedelta(seconds=lease_seconds)}},
+        )
+
     async def mark_done(self, results: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Mark documents done with their prediction fields, one ``bulk_write``. Idempotent."""
         if not results:
