@@ -3,7 +3,8 @@ model, except that a batch holding ``POISON_MARKER`` makes the process SIGKILL i
 exception: what a container killed for memory on one huge text looks like from the outside).
 
 Run as ``python -m tests.dataplane.poison_worker MODEL_DIR`` with SENTIMENT_* settings in the environment;
-``POISON_MARKER``, ``CLAIM_SIZE`` and ``MAX_ATTEMPTS`` set the twist. Exits 0 once the backlog is empty."""
+``POISON_MARKER``, ``CLAIM_SIZE`` and ``MAX_ATTEMPTS`` set the twist. Exits 0 once the backlog is empty
+(after ``IDLE_EXIT_S`` idle seconds, 0.2 by default; ``never``: only on SIGTERM)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sentiment_workers.adapters.mysql import Warehouse
 from sentiment_workers.inference import InferenceWorker
 from sentiment_workers.metrics import PipelineMetrics
 from sentiment_workers.model import load_classifier
-from sentiment_workers.runner import load_config
+from sentiment_workers.runner import install_stop_handlers, load_config
 
 
 def main() -> None:
@@ -35,7 +36,11 @@ def main() -> None:
 
     classifier.predict = dying_predict  # type: ignore[method-assign]
 
+    idle = os.environ.get("IDLE_EXIT_S", "0.2")
+
     async def run() -> None:
+        stop = asyncio.Event()
+        install_stop_handlers(stop)
         store = StagingStore.from_config(config)
         warehouse = await Warehouse.connect(config)
         try:
@@ -48,7 +53,7 @@ def main() -> None:
                 claim_size=int(os.environ.get("CLAIM_SIZE", "16")),
                 max_attempts=int(os.environ.get("MAX_ATTEMPTS", "3")),
             )
-            await worker.run(asyncio.Event(), exit_when_idle=0.2)
+            await worker.run(stop, exit_when_idle=None if idle == "never" else float(idle))
         finally:
             store.close()
             await warehouse.close()
