@@ -1,13 +1,20 @@
 # syntax=docker/dockerfile:1.7
-# Worker image: `sentiment-pipeline consume` / `sentiment-pipeline infer`, with the default model baked in.
+# Worker image: `sentiment-pipeline consume` / `sentiment-pipeline infer`, with the default model baked in, in
+# two variants (build targets) of this one Dockerfile:
+#
+#   slim  (default, the last stage): the onnx-int8 backend on CPU; ONNX Runtime + tokenizers, no torch, no
+#         transformers (~1.1 GB smaller). The CPU production choice (docs/model.md, docs/benchmarks.md).
+#   torch: every backend (torch, torch-int8, onnx-int8), CPU torch or, with TORCH_VARIANT=cu128, CUDA torch.
 #
 #   docker build -f docker/worker.Dockerfile -t ghcr.io/sentiment-pipeline/worker:0.1.0 .
-#   docker build -f docker/worker.Dockerfile --build-arg TORCH_VARIANT=cu128 \
-#     -t ghcr.io/sentiment-pipeline/worker:0.1.0-cu128 .
+#   docker build -f docker/worker.Dockerfile --target torch -t ghcr.io/sentiment-pipeline/worker:0.1.0-torch .
+#   docker build -f docker/worker.Dockerfile --target torch --build-arg TORCH_VARIANT=cu128 \
+#     -t ghcr.io/sentiment-pipeline/worker:0.1.0-cuda .
 #
 # TORCH_VARIANT picks the PyTorch wheel index: `cpu` (default, ~1 GB smaller) or a CUDA build such as `cu128`;
 # TORCH_INDEX_URL overrides the index itself (a mirror, or a local wheel index where download.pytorch.org is
-# not reachable).
+# not reachable). Both variants build the `build` stage: the onnx-int8 export of the default model is made
+# there, with torch, and baked into both.
 # CUDA wheels carry their own CUDA runtime (nvidia-* wheels); the node only needs the NVIDIA driver and the
 # NVIDIA container toolkit / device plugin. See docs/images.md.
 
@@ -43,11 +50,29 @@ COPY models/sentiment-minilm/ /opt/sentiment/models/sentiment-minilm/
 RUN HF_HUB_OFFLINE=1 python -m sentiment_workers.model.prepare \
       --model /opt/sentiment/models/sentiment-minilm --into-model-dir
 
+# The slim variant's venv: the workers and the onnx-int8 runtime only (the `onnx-runtime` extra).
+FROM python:3.11.13-slim-bookworm AS build-slim
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY workers/ workers/
+COPY operator/ operator/
+# Bytecode as in the `build` stage. The project itself is a local path; its pins live in pyproject.toml.
+# hadolint ignore=DL3013
+RUN pip install ".[workers,onnx-runtime]" \
+    && python -m compileall -q /opt/venv/lib/python3*/site-packages/sentiment_workers \
+       /opt/venv/lib/python3*/site-packages/sentiment_operator \
+    && { python -m compileall -q /opt/venv/lib || echo "compileall: files for other Python versions left as source"; } \
+    && pip uninstall --yes pip setuptools wheel
+
+# What both variants share: the non-root user and the run-time environment.
 FROM python:3.11.13-slim-bookworm AS runtime
 ARG VERSION=0.1.0
-ARG TORCH_VARIANT=cpu
 LABEL org.opencontainers.image.title="sentiment-pipeline worker" \
-      org.opencontainers.image.description="Kafka consumer and transformer inference workers (torch ${TORCH_VARIANT})" \
       org.opencontainers.image.source="https://github.com/sentiment-pipeline/sentiment-pipeline" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}"
@@ -55,8 +80,6 @@ LABEL org.opencontainers.image.title="sentiment-pipeline worker" \
 RUN groupadd --system --gid 10001 sentiment \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin sentiment
-COPY --from=build /opt/venv /opt/venv
-COPY --from=build --chown=root:root /opt/sentiment/models/ /opt/sentiment/models/
 # Read-only root FS: everything that writes goes to /tmp (an emptyDir in the pod). Offline by default.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -70,10 +93,27 @@ ENV PATH=/opt/venv/bin:$PATH \
     SENTIMENT_MODEL_DIR=/opt/sentiment/models/sentiment-minilm \
     SENTIMENT_METRICS_PORT=9000 \
     SENTIMENT_LOG_FORMAT=json
-USER 10001:10001
 WORKDIR /tmp
 EXPOSE 9000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9000/metrics', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9000/healthz', timeout=4)"]
 ENTRYPOINT ["sentiment-pipeline"]
 CMD ["infer"]
+
+# `--target torch`: every backend, CPU or CUDA torch (TORCH_VARIANT).
+FROM runtime AS torch
+ARG TORCH_VARIANT=cpu
+LABEL org.opencontainers.image.description="Kafka consumer and transformer inference workers (torch ${TORCH_VARIANT}: torch, torch-int8, onnx-int8)"
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build --chown=root:root /opt/sentiment/models/ /opt/sentiment/models/
+ENV SENTIMENT_IMAGE_BACKENDS=torch,torch-int8,onnx-int8
+USER 10001:10001
+
+# Default target, slim: onnx-int8 on CPU only (no torch, no transformers).
+FROM runtime AS slim
+LABEL org.opencontainers.image.description="Kafka consumer and transformer inference workers (slim: onnx-int8 on CPU, no torch)"
+COPY --from=build-slim /opt/venv /opt/venv
+COPY --from=build --chown=root:root /opt/sentiment/models/ /opt/sentiment/models/
+ENV SENTIMENT_IMAGE_BACKENDS=onnx-int8 \
+    SENTIMENT_MODEL_BACKEND=onnx-int8
+USER 10001:10001

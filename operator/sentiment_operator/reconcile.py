@@ -112,6 +112,20 @@ async def _check_secrets(op: Operator, namespace: str, spec: PipelineSpec) -> li
     return problems
 
 
+def backend_problem(settings: OperatorSettings, spec: PipelineSpec) -> st.Problem | None:
+    """The default worker image must run the spec's model backend (the slim image: onnx-int8 only)."""
+    available = [b.strip() for b in settings.worker_image_backends.split(",") if b.strip()]
+    backend = spec.model.backend.value
+    if spec.inference.image is not None or not available or backend in available:
+        return None
+    return st.Problem(
+        "BackendUnavailable",
+        f"model.backend {backend} does not run on the worker image {settings.worker_image} "
+        f"(it runs {', '.join(available)}): set spec.model.backend to {available[0]}, or "
+        "spec.inference.image to a torch worker image (<version>-torch, or -cuda for GPUs)",
+    )
+
+
 STORE_NAMES = {"kafka": "Kafka", "mongo": "MongoDB", "mysql": "MySQL"}
 
 
@@ -229,6 +243,9 @@ async def _reconcile(
 
     owner = builders.Owner.from_body(body)
     problems = await _check_secrets(op, namespace, spec)
+    unavailable = backend_problem(op.settings, spec)
+    if unavailable is not None:
+        problems.append(unavailable)
     uid = str(meta["uid"])
     scrape = await _scrape(op, body, spec, logger=logger) if autoscale else None
     if spec.state is State.PAUSED:

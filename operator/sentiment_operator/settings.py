@@ -20,6 +20,11 @@ class OperatorSettings(BaseSettings):
         "IfNotPresent",
         description="Pull policy of the workers when a CR sets none (the chart: worker.image.pullPolicy).",
     )
+    worker_image_backends: str = Field(
+        "",
+        description="Comma-separated model backends the default worker image runs (the chart: onnx-int8 "
+        "for the slim image); empty: all of them.",
+    )
     resync_seconds: float = Field(
         15.0, gt=0, description="Resync period: drift repair, status, store reachability, autoscaling."
     )

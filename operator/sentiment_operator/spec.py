@@ -82,7 +82,7 @@ class ModelSpec(_Model):
     """The transformer: ``default`` (shipped offline), a Hugging Face name, or a path in the image."""
 
     name: str = Field(DEFAULT_MODEL, min_length=1, max_length=512)
-    backend: ModelBackend = ModelBackend.TORCH
+    backend: ModelBackend = ModelBackend.ONNX_INT8  # the default (slim) worker image runs this one only
     batch_size: int = Field(32, ge=1, le=1024)
     max_length: int = Field(128, ge=8, le=4096)
 

@@ -8,12 +8,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from sentiment_operator.builders import Owner, build_children
+from sentiment_operator.reconcile import backend_problem
 from sentiment_operator.settings import OperatorSettings
 from sentiment_operator.spec import parse_spec
 
-from tests.deploy.conftest import REPO, Render
+from tests.deploy.conftest import REPO, HelmFailed, Render
 
 
 def _component(docs: list[dict[str, Any]], kind: str, component: str) -> dict[str, Any]:
@@ -208,3 +210,53 @@ def test_notes_produce_from_inside_the_cluster_with_the_worker_image(
     assert "--image-pull-policy=Never" in flat
     assert "--env=SENTIMENT_KAFKA_BOOTSTRAP_SERVERS=sentiment-pipeline-kafka.sentiment.svc:9092" in flat
     assert flat.endswith("-- produce --topic messages --count 1000 --no-progress"), flat
+
+
+def _operator_settings(docs: list[dict[str, Any]]) -> OperatorSettings:
+    container = _component(docs, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("SENTIMENT_OPERATOR_")}
+    return OperatorSettings(**{k.removeprefix("SENTIMENT_OPERATOR_").lower(): v for k, v in env.items()})
+
+
+def test_default_install_runs_onnx_int8_on_the_slim_worker_image(render: Render) -> None:
+    """The chart defaulted to the torch backend on the torch image (~850 MB of torch for a CPU pipeline)."""
+    docs = render()
+    settings = _operator_settings(docs)
+    spec = parse_spec(_component(docs, "SentimentPipeline", "pipeline")["spec"])
+    assert settings.worker_image == "ghcr.io/sentiment-pipeline/worker:0.1.0"
+    assert settings.worker_image_backends == "onnx-int8"
+    assert spec.model.backend == "onnx-int8"
+    assert backend_problem(settings, spec) is None
+
+
+def test_the_torch_variant_runs_every_backend(render: Render) -> None:
+    docs = render("worker.image.variant=torch", "pipeline.modelBackend=torch")
+    settings = _operator_settings(docs)
+    spec = parse_spec(_component(docs, "SentimentPipeline", "pipeline")["spec"])
+    assert settings.worker_image == "ghcr.io/sentiment-pipeline/worker:0.1.0-torch"
+    assert backend_problem(settings, spec) is None
+    cuda = _operator_settings(render("worker.image.variant=torch", "worker.image.tag=0.1.0-cuda"))
+    assert cuda.worker_image == "ghcr.io/sentiment-pipeline/worker:0.1.0-cuda"
+
+
+def test_a_torch_backend_on_the_slim_image_is_refused_with_the_fix(render: Render) -> None:
+    with pytest.raises(HelmFailed) as failure:
+        render("pipeline.modelBackend=torch")
+    assert "pipeline.modelBackend torch needs torch" in failure.value.stderr
+    assert "worker.image.variant=torch" in failure.value.stderr
+
+
+def test_a_pipeline_asking_torch_of_the_slim_image_is_degraded_with_the_fix() -> None:
+    """A CR applied by hand (not through the chart) gets a status that says what to change."""
+    settings = OperatorSettings(worker_image="w:0.1.0", worker_image_backends="onnx-int8")
+    base = {
+        "source": {"bootstrapServers": "k:9092", "topic": "t"},
+        "staging": {"mongoSecretRef": {"name": "m"}},
+        "sink": {"host": "db", "secretRef": {"name": "s"}},
+    }
+    problem = backend_problem(settings, parse_spec({**base, "model": {"backend": "torch"}}))
+    assert problem is not None and problem.reason == "BackendUnavailable"
+    assert "spec.model.backend to onnx-int8" in problem.message and "-torch" in problem.message
+    # Its own torch image for inference: the operator cannot know better than the user.
+    custom = parse_spec({**base, "model": {"backend": "torch"}, "inference": {"image": "w:0.1.0-torch"}})
+    assert backend_problem(settings, custom) is None

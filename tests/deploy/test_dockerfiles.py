@@ -55,17 +55,33 @@ def parse(path: Path) -> list[Stage]:
         if keyword == "FROM":
             match = re.fullmatch(r"(?:--platform=\S+ )?(\S+)(?: AS (\S+))?", args, re.IGNORECASE)
             assert match, f"{path.name}: unreadable FROM {args!r}"
-            stages.append(Stage(base=match[1], name=match[2]))
+            parent = next((s for s in stages if s.name == match[1]), None)
+            if parent is None:
+                stages.append(Stage(base=match[1], name=match[2]))
+            else:  # FROM an earlier stage: it starts with that stage's base and instructions
+                stages.append(Stage(parent.base, match[2], list(parent.instructions)))
         elif keyword != "ARG" or stages:
             assert stages, f"{path.name}: {keyword} before FROM"
             stages[-1].instructions.append((keyword, args))
     return stages
 
 
-@pytest.fixture(scope="module", params=IMAGES)
+# (Dockerfile, build target): the worker builds a slim (default, last stage) and a torch variant.
+TARGETS = (("operator", None), ("worker", None), ("worker", "torch"))
+
+
+def _until(stages: list[Stage], target: str | None) -> list[Stage]:
+    """The stages up to the build target (the last one by default)."""
+    if target is None:
+        return stages
+    index = next(i for i, stage in enumerate(stages) if stage.name == target)
+    return stages[: index + 1]
+
+
+@pytest.fixture(scope="module", params=TARGETS, ids=lambda t: "-".join(filter(None, t)))
 def image(request: pytest.FixtureRequest) -> tuple[str, list[Stage]]:
-    name: str = request.param
-    return name, parse(DOCKER_DIR / f"{name}.Dockerfile")
+    name, target = request.param
+    return name, _until(parse(DOCKER_DIR / f"{name}.Dockerfile"), target)
 
 
 def test_hadolint_passes_with_every_exception_justified_in_place() -> None:
@@ -117,10 +133,11 @@ def test_final_stage_installs_and_builds_nothing(image: tuple[str, list[Stage]])
         assert "apt-get install" not in args and "apk add" not in args, f"{name}: no packages at runtime"
         for tool in BUILD_TOOLS:
             assert not re.search(rf"(^|\s){re.escape(tool)}(\s|$)", args), f"{name}: {tool} in runtime"
-    build = stages[0]
-    assert any("pip uninstall --yes pip setuptools wheel" in args for args in build.all("RUN")), (
-        f"{name}: the copied venv must not carry pip/setuptools"
-    )
+    for build in stages[:-1]:
+        if any("pip install" in args for args in build.all("RUN")):
+            assert any("pip uninstall --yes pip setuptools wheel" in args for args in build.all("RUN")), (
+                f"{name}: the copied venv must not carry pip/setuptools"
+            )
 
 
 def test_runtime_suits_a_read_only_root_filesystem(image: tuple[str, list[Stage]]) -> None:
@@ -133,9 +150,10 @@ def test_runtime_suits_a_read_only_root_filesystem(image: tuple[str, list[Stage]
             assert env[key].startswith("/tmp/"), key
 
 
-def test_worker_bakes_in_the_model_and_stays_offline() -> None:
+@pytest.mark.parametrize("target", ["slim", "torch"])
+def test_worker_bakes_in_the_model_and_stays_offline(target: str) -> None:
     stages = parse(DOCKER_DIR / "worker.Dockerfile")
-    runtime = stages[-1]
+    runtime = _until(stages, target)[-1]
     env = runtime.env()
     assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
     assert env["SENTIMENT_MODEL_DIR"] == MODEL_DIR
@@ -211,6 +229,74 @@ def test_bytecode_step_still_fails_on_a_syntax_error_in_the_project(name: str, t
     script = " && ".join(_compile_steps(DOCKER_DIR / f"{name}.Dockerfile")).replace("/opt/venv", str(venv))
     result = run(["bash", "-c", script], env={"PATH": f"{PYTHON_BIN}:/usr/bin:/bin"})
     assert result.returncode != 0, f"{name}: a broken module of ours must fail the build"
+
+
+def test_the_default_worker_image_is_slim_onnx_int8_without_torch() -> None:
+    """The default image carried torch (~850 MB of a 1.4 GB venv) though onnx-int8, the CPU production
+    backend, needs none of it. The default target (last stage) copies a venv built from the
+    `onnx-runtime` extra only; the torch target keeps the full one."""
+    stages = parse(DOCKER_DIR / "worker.Dockerfile")
+    slim, torch = stages[-1], _until(stages, "torch")[-1]
+    assert slim.name == "slim"
+    venv_from = {
+        s.name: re.findall(r"--from=(\S+) /opt/venv ", " ".join(s.all("COPY"))) for s in (slim, torch)
+    }
+    assert venv_from == {"slim": ["build-slim"], "torch": ["build"]}
+    build_slim = next(s for s in stages if s.name == "build-slim")
+    installs = " ".join(a for a in build_slim.all("RUN") if "pip install" in a)
+    assert 'pip install ".[workers,onnx-runtime]"' in installs and "torch" not in installs
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for requirement in [*extras["onnx-runtime"], *extras["workers"]]:
+        assert not re.match(r"(torch|transformers)\b", requirement), requirement
+    assert slim.env()["SENTIMENT_IMAGE_BACKENDS"] == "onnx-int8"
+    assert slim.env()["SENTIMENT_MODEL_BACKEND"] == "onnx-int8"
+    assert torch.env()["SENTIMENT_IMAGE_BACKENDS"] == "torch,torch-int8,onnx-int8"
+
+
+# Run as the slim image does: torch and transformers are absent (None in sys.modules: find_spec says None,
+# an import raises ModuleNotFoundError).
+_NO_TORCH = "import sys\nsys.modules.update(torch=None, transformers=None)\n"
+
+
+@pytest.fixture(scope="module")
+def exported_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model with its onnx-int8 export next to it, as the image build bakes the default one."""
+    from sentiment_workers.model.testing import build_tiny_model
+
+    model = build_tiny_model(tmp_path_factory.mktemp("tiny"))
+    prepare = [
+        sys.executable,
+        "-m",
+        "sentiment_workers.model.prepare",
+        "--model",
+        str(model),
+        "--into-model-dir",
+    ]
+    result = run(prepare, env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    return model
+
+
+def test_onnx_int8_classifies_without_torch_or_transformers(exported_tiny_model: Path) -> None:
+    script = _NO_TORCH + (
+        "from sentiment_workers.model import load_classifier\n"
+        f"c = load_classifier({str(exported_tiny_model)!r}, 'onnx-int8', threads=1)\n"
+        "print(len(c.predict(['great stuff', 'awful'])))\n"
+    )
+    result = run([sys.executable, "-c", script], env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2"
+
+
+def test_the_torch_backend_on_the_slim_image_is_one_clear_error(exported_tiny_model: Path) -> None:
+    """Not a traceback in a crash loop: one line saying what to change, and a distinct exit status."""
+    script = _NO_TORCH + "from sentiment_workers.cli import main\nmain()\n"
+    env = {"SENTIMENT_MODEL_NAME": str(exported_tiny_model), "SENTIMENT_MODEL_BACKEND": "torch"}
+    result = run([sys.executable, "-c", script, "infer"], env=env)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: model backend torch needs torch") and "onnx-int8" in line
 
 
 def test_torch_index_is_a_build_argument() -> None:

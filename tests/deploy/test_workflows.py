@@ -198,9 +198,18 @@ def test_release_pushes_images_and_the_chart_to_ghcr_with_the_job_token(
     assert set(re.findall(r"secrets\.(\w+)", text)) == {"GITHUB_TOKEN"}
     images = release["jobs"]["images"]
     assert images["permissions"]["packages"] == "write"
-    variants = {(m["image"], m["torch_variant"]) for m in images["strategy"]["matrix"]["include"]}
-    assert {("operator", "cpu"), ("worker", "cpu")} <= variants
-    assert any(image == "worker" and variant.startswith("cu") for image, variant in variants)
+    matrix = images["strategy"]["matrix"]["include"]
+    variants = {(m["image"], m["target"], m["torch_variant"], m["suffix"]) for m in matrix}
+    # The slim worker (the chart's default tag), CPU torch and CUDA torch; the Dockerfile's targets.
+    assert {
+        ("operator", "", "cpu", ""),
+        ("worker", "slim", "cpu", ""),
+        ("worker", "torch", "cpu", "-torch"),
+    } <= (variants)
+    assert any(
+        i == "worker" and t == "torch" and v.startswith("cu") and s == "-cuda" for i, t, v, s in variants
+    )
+    assert images["steps"][-1]["with"]["target"] == "${{ matrix.target }}"
     assert "helm push" in _runs(release) and "oci://ghcr.io/" in _runs(release)
 
 
@@ -214,3 +223,20 @@ def test_dependabot_watches_actions_images_and_terraform() -> None:
     config = yaml.safe_load((REPO / ".github" / "dependabot.yml").read_text())
     ecosystems = {(u["package-ecosystem"], u["directory"]) for u in config["updates"]}
     assert ecosystems >= {("github-actions", "/"), ("docker", "/docker"), ("terraform", "/terraform")}
+
+
+def test_ci_builds_and_checks_both_worker_variants(workflows: dict[str, dict[str, Any]]) -> None:
+    """The slim worker (the default) and the torch one are both built on every push; the slim one is checked
+    to hold no torch and to refuse the torch backend with exit status 3 (cli/infer.py)."""
+    images = workflows["ci.yml"]["jobs"]["images"]
+    targets = {(m["image"], m["target"]) for m in images["strategy"]["matrix"]["include"]}
+    assert targets == {("operator", ""), ("worker", "slim"), ("worker", "torch")}
+    build = next(s for s in images["steps"] if s.get("uses", "").startswith("docker/build-push-action"))
+    assert build["with"]["target"] == "${{ matrix.target }}"
+    checks = next(s["run"] for s in images["steps"] if "docker run" in s.get("run", ""))
+    assert "classify --backend onnx-int8" in checks
+    assert 'find_spec("torch") is None' in checks and 'test "$status" = 3' in checks
+    stages = re.findall(
+        r"^FROM \S+ AS (\S+)$", (REPO / "docker" / "worker.Dockerfile").read_text(), re.MULTILINE
+    )
+    assert {"slim", "torch"} <= set(stages) and stages[-1] == "slim"

@@ -66,6 +66,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag | toString) }}
 {{- end }}
 
+{{/* The worker image: the variant picks the default tag (slim: appVersion; torch: appVersion-torch). */}}
+{{- define "sentiment-pipeline.workerImage" -}}
+{{- $suffix := ternary "-torch" "" (eq (.Values.worker.image.variant | default "slim") "torch") }}
+{{- printf "%s:%s" .Values.worker.image.repository (default (printf "%s%s" .Chart.AppVersion $suffix) .Values.worker.image.tag | toString) }}
+{{- end }}
+
+{{/* Model backends the worker image runs (empty: all of them). */}}
+{{- define "sentiment-pipeline.workerImageBackends" -}}
+{{- if eq (.Values.worker.image.variant | default "slim") "slim" }}onnx-int8{{ end }}
+{{- end }}
+
 {{/* Operator ServiceAccount name. */}}
 {{- define "sentiment-pipeline.operatorServiceAccountName" -}}
 {{- if .Values.operator.serviceAccount.create }}
