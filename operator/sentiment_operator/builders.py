@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sentiment_workers.config import env_name
+from sentiment_workers.config import ModelBackend, env_name
 
 from . import FIELD_MANAGER, GROUP, KIND, VERSION
 from .spec import PipelineSpec, State, Workload
@@ -45,10 +45,25 @@ _COMPONENT_SECRETS = {
     CONSUMER: ("kafka_sasl_username", "kafka_sasl_password", "mongo_uri"),
     INFERENCE: ("mongo_uri", "mysql_user", "mysql_password"),
 }
+# Requests sized so that a default install with inference autoscaled to its maximum (4) fits a 2-CPU node and
+# the Terraform default VM (tests/deploy/test_chart_sizing.py): onnx-int8 peaks at ~245 MiB RSS (the default
+# model, batch 32, 128 tokens). The torch backends need more. A replica uses more CPU than it requests when
+# the node has it (no CPU limit); raise the requests with spec.inference.resources on bigger nodes.
 _DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     CONSUMER: {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-    INFERENCE: {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+    INFERENCE: {"requests": {"cpu": "250m", "memory": "384Mi"}, "limits": {"memory": "1Gi"}},
 }
+_TORCH_INFERENCE_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "500m", "memory": "1Gi"},
+    "limits": {"memory": "2Gi"},
+}
+
+
+def default_resources(spec: PipelineSpec, component: str) -> dict[str, dict[str, str]]:
+    """Requests and limits of a worker whose spec sets none (inference: by model backend)."""
+    if component == INFERENCE and spec.model.backend is not ModelBackend.ONNX_INT8:
+        return _TORCH_INFERENCE_RESOURCES
+    return _DEFAULT_RESOURCES[component]
 
 
 @dataclass(frozen=True)
@@ -208,7 +223,7 @@ def _container(
     resources = (
         workload.resources.model_dump(exclude_none=True)
         if workload.resources is not None
-        else _DEFAULT_RESOURCES[component]
+        else default_resources(spec, component)
     )
     # /healthz answers 200 only while the worker's event loop beats; /readyz only while, in addition, it
     # reaches every store it uses (sentiment_workers.health): Ready means data can flow.

@@ -117,3 +117,14 @@ def test_pull_policy_is_the_operators_unless_the_workload_sets_one():
         if d["kind"] == "Deployment"
     }
     assert policies == {CONSUMER: "Never", INFERENCE: "Always"}
+
+
+def test_default_inference_requests_follow_the_backend():
+    """onnx-int8 (the default) needs a quarter of a core and ~250 MiB; torch gets the larger default."""
+    onnx = build_deployment(parse_spec(BASE), OWNER, INFERENCE, default_image="i")
+    torch = build_deployment(
+        parse_spec({**BASE, "model": {"backend": "torch"}}), OWNER, INFERENCE, default_image="i"
+    )
+    resources = [d["spec"]["template"]["spec"]["containers"][0]["resources"] for d in (onnx, torch)]
+    assert resources[0] == {"requests": {"cpu": "250m", "memory": "384Mi"}, "limits": {"memory": "1Gi"}}
+    assert resources[1] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
