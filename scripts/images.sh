@@ -2,7 +2,9 @@
 # Container images of the project, built from its own Dockerfiles, with a Docker engine or without one.
 #
 #   scripts/images.sh build [IMAGE...]   build images (default: operator worker); IMAGE is one of
-#                                        operator worker worker-slim  the project's images (docker/*.Dockerfile)
+#                                        operator worker worker-torch the project's images (docker/*.Dockerfile;
+#                                                                     worker: the slim onnx-int8 CPU image, the
+#                                                                     default; worker-torch: target torch)
 #                                        standins                     data-plane stand-ins of the e2e suite
 #                                                                     (tests/e2e/standins/README.md)
 #                                        pause                        the pod sandbox image of the one-node cluster
@@ -41,7 +43,7 @@ STANDINS=$ROOT/tests/e2e/standins
 # Stand-in images: local names only (localhost/...), never mistaken for the images they stand in for.
 STANDIN_PREFIX=localhost/sentiment-e2e
 PAUSE_REF=$STANDIN_PREFIX/pause:3.6
-ALL_IMAGES=(operator worker worker-slim standins pause)
+ALL_IMAGES=(operator worker worker-torch standins pause)
 
 log() { printf 'images: %s\n' "$*" >&2; }
 die() {
@@ -52,7 +54,7 @@ die() {
 ref_of() { # image -> reference(s)
   case $1 in
   operator | worker) echo "$IMAGE_REGISTRY/$1:$IMAGE_TAG" ;;
-  worker-slim) echo "$IMAGE_REGISTRY/worker:$IMAGE_TAG-slim" ;;
+  worker-torch) echo "$IMAGE_REGISTRY/worker:$IMAGE_TAG-torch" ;;
   standins) printf '%s\n' "$STANDIN_PREFIX/kafka:tansu" "$STANDIN_PREFIX/mongodb:secantus" \
     "$STANDIN_PREFIX/mysql:mariadb" ;;
   pause) echo "$PAUSE_REF" ;;
@@ -206,9 +208,8 @@ build() {
     case $image in
     operator) build_one "$b" "$ROOT/docker/operator.Dockerfile" "$ROOT" "$(ref_of operator)" "${args[@]}" ;;
     worker) build_one "$b" "$ROOT/$WORKER_DOCKERFILE" "$ROOT" "$(ref_of worker)" "${args[@]}" ;;
-    worker-slim)
-      [ -f "$ROOT/docker/worker-slim.Dockerfile" ] || die "docker/worker-slim.Dockerfile does not exist (yet)"
-      build_one "$b" "$ROOT/docker/worker-slim.Dockerfile" "$ROOT" "$(ref_of worker-slim)" "${args[@]}"
+    worker-torch)
+      build_one "$b" "$ROOT/$WORKER_DOCKERFILE" "$ROOT" "$(ref_of worker-torch)" --target torch "${args[@]}"
       ;;
     standins)
       build_one "$b" "$STANDINS/kafka/Containerfile" "$STANDINS/kafka" "$STANDIN_PREFIX/kafka:tansu"
@@ -267,7 +268,7 @@ import() {
 
 sizes() {
   local images=("$@") image ref
-  [ ${#images[@]} -gt 0 ] || images=(operator worker worker-slim)
+  [ ${#images[@]} -gt 0 ] || images=(operator worker worker-torch)
   for image in "${images[@]}"; do
     while read -r ref; do
       if [ "$(builder)" = docker ]; then

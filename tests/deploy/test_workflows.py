@@ -142,10 +142,16 @@ def test_e2e_runs_the_e2e_suite_on_kind_with_the_images_it_built(
     e2e = workflows["e2e.yml"]
     uses, runs = _uses(e2e), _runs(e2e)
     assert any(u.startswith("helm/kind-action@") for u in uses)
-    files = [
-        s["with"]["file"] for s in _steps(e2e) if s.get("uses", "").startswith("docker/build-push-action@")
-    ]
-    assert sorted(files) == ["docker/operator.Dockerfile", "docker/worker.Dockerfile"]
+    builds = sorted(
+        (s["with"]["file"], s["with"].get("target", ""))
+        for s in _steps(e2e)
+        if s.get("uses", "").startswith("docker/build-push-action@")
+    )
+    assert builds == [
+        ("docker/operator.Dockerfile", ""),
+        ("docker/worker.Dockerfile", ""),
+        ("docker/worker.Dockerfile", "torch"),
+    ], "operator, the slim worker (default) and the torch worker the suite switches to"
     for expected in ("kind load docker-image", "kubectl apply --dry-run=server -f k8s-manifests/samples/"):
         assert expected in runs, expected
     env = _e2e_suite_step(e2e)["env"]

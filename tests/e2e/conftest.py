@@ -6,10 +6,10 @@ Where it runs:
 - here (default): the suite brings up what it needs itself, as the other suites do with their servers,
   cached and idempotent: ``scripts/node-cluster.sh up`` (a one-node v1.20.2 cluster in a network namespace:
   containerd, kubelet, scheduler, all controllers, kube-proxy, dnsmasq DNS; packages installed and binaries
-  built once), then ``scripts/images.sh build`` (operator and worker images from docker/*.Dockerfile, the
-  data-plane stand-ins of tests/e2e/standins/, the pause image; buildah without a Docker engine) and
-  ``scripts/images.sh import``. The cluster is stopped at the end if this session started it (its state and
-  imported images stay for the next run).
+  built once), then ``scripts/images.sh build`` (operator, slim and torch worker images from
+  docker/*.Dockerfile, the data-plane stand-ins of tests/e2e/standins/, the pause image; buildah without a
+  Docker engine) and ``scripts/images.sh import``. The cluster is stopped at the end if this session started
+  it (its state and imported images stay for the next run).
 - on any other cluster (CI's kind): ``E2E_KUBECONFIG=path``; the images must be there already
   (``kind load docker-image``; ``E2E_IMAGE_TAG`` if not tagged with the chart's appVersion);
   ``E2E_STANDINS=0`` installs the chart's official data-plane images; ``helm`` from PATH.
@@ -95,7 +95,7 @@ def kube() -> Iterator[Kube]:
     record("cluster up (node Ready; packages/binaries cached)", time.monotonic() - t0)
     try:
         t0 = time.monotonic()
-        _script(IMAGES, "build", "operator", "worker", "standins", "pause", timeout=3600)
+        _script(IMAGES, "build", "operator", "worker", "worker-torch", "standins", "pause", timeout=3600)
         record("images built (cached layers when unchanged)", time.monotonic() - t0)
         t0 = time.monotonic()
         _script(IMAGES, "import", timeout=1800)
@@ -134,9 +134,7 @@ def values_files() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def image_overrides() -> list[str]:
-    """``--set`` flags for another tag of the project's images (E2E_IMAGE_TAG; default: the chart's
-    appVersion,
-    which is what scripts/images.sh builds)."""
-    tag = os.environ.get("E2E_IMAGE_TAG")
-    return ["--set", f"operator.image.tag={tag}", "--set", f"worker.image.tag={tag}"] if tag else []
+def image_tag() -> str | None:
+    """Tag of the project's images when not the chart's default (E2E_IMAGE_TAG; the torch worker image is
+    ``<tag>-torch``); None: the chart's appVersion, which is what scripts/images.sh builds."""
+    return os.environ.get("E2E_IMAGE_TAG") or None

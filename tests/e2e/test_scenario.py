@@ -38,7 +38,7 @@ class Release:
     kube: Kube
     helm: Path
     values: list[Path]
-    overrides: list[str]
+    image_tag: str | None
 
     def kubectl(self, *args: str, **kw: Any) -> str:
         return self.kube.run("-n", NAMESPACE, *args, **kw)
@@ -60,13 +60,20 @@ class Release:
             NAMESPACE,
             "--create-namespace",
             *values,
-            *self.overrides,
+            *([] if "--reuse-values" in args else self.tag_flags()),
             *args,
             "--wait",
             "--timeout",
             "10m",
         )
         return time.monotonic() - t0
+
+    def tag_flags(self, variant: str = "") -> list[str]:
+        """``--set`` flags for E2E_IMAGE_TAG (the torch variant's worker tag is ``<tag>-torch``)."""
+        if not self.image_tag:
+            return []
+        worker = f"{self.image_tag}-torch" if variant == "torch" else self.image_tag
+        return ["--set", f"operator.image.tag={self.image_tag}", "--set", f"worker.image.tag={worker}"]
 
     def pipeline(self) -> dict[str, Any]:
         return dict(self.get(f"sentimentpipeline/{PIPELINE}"))
@@ -180,11 +187,11 @@ class Release:
 
 
 @pytest.fixture(scope="module")
-def release(kube: Kube, helm: Path, values_files: list[Path], image_overrides: list[str]) -> Release:
+def release(kube: Kube, helm: Path, values_files: list[Path], image_tag: str | None) -> Release:
     """The release under test, in a namespace of its own. What an earlier run left there (a failed run keeps
     its
     namespace for diagnosis) is removed first."""
-    rel = Release(kube, helm, values_files, image_overrides)
+    rel = Release(kube, helm, values_files, image_tag)
     if kube.try_json("namespace", NAMESPACE) is not None:
         kube.helm(helm, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--ignore-not-found", check=False)
         for sp in (kube.try_json("-n", NAMESPACE, "get", "sentimentpipelines") or {}).get("items", []):
@@ -281,29 +288,47 @@ def test_a_backlog_scales_inference_out_and_back(release: Release) -> None:
     record("drained -> scaled back in", time.monotonic() - t1)
 
 
-def test_a_model_backend_change_rolls_inference_with_no_loss_and_no_duplicates(release: Release) -> None:
-    """``helm upgrade --set pipeline.modelBackend=onnx-int8`` while messages flow: only the inference
-    Deployment
-    rolls; every message produced during the rollout lands exactly once."""
+def _without_images(template: dict[str, Any]) -> dict[str, Any]:
+    copy: dict[str, Any] = json.loads(json.dumps(template))
+    for container in copy["spec"]["containers"]:
+        container.pop("image", None)
+    return copy
+
+
+def test_a_model_backend_change_rolls_the_workers_with_no_loss_and_no_duplicates(release: Release) -> None:
+    """``helm upgrade`` to another model backend while messages flow (from the default slim image's onnx-int8
+    to the torch image's torch backend: ``--set worker.image.variant=torch --set
+    pipeline.modelBackend=torch``): the inference Deployment rolls to it, the consumer changes nothing but its
+    image, and every message
+    produced during the rollout lands exactly once."""
     backend = release.pipeline()["spec"]["model"]["backend"]
-    target = "onnx-int8" if backend != "onnx-int8" else "torch"
+    flags = ["--set", "pipeline.modelBackend=onnx-int8"]
+    if backend == "onnx-int8":
+        flags = [*release.tag_flags("torch"), "--set", "worker.image.variant=torch"]
+        flags += ["--set", "pipeline.modelBackend=torch"]
+    target = flags[-1].split("=", 1)[1]
     consumer_before = release.get(f"deployment/{PIPELINE}-consumer")["spec"]["template"]
     inference_before = release.get(f"deployment/{PIPELINE}-inference")["spec"]["template"]
     count, rate = 1500, 50.0
     run_id = release.produce(count, rate=rate, wait=False)
     time.sleep(5)
     t0 = time.monotonic()
-    release.helm_upgrade("--reuse-values", "--set", f"pipeline.modelBackend={target}")
-    release.kubectl("rollout", "status", f"deployment/{PIPELINE}-inference", "--timeout=600s", timeout=630)
-    record(f"backend {backend} -> {target}: inference rolled out", time.monotonic() - t0)
+    release.helm_upgrade("--reuse-values", *flags)
+    for component in ("inference", "consumer"):
+        release.kubectl(
+            "rollout", "status", f"deployment/{PIPELINE}-{component}", "--timeout=600s", timeout=630
+        )
+    record(f"backend {backend} -> {target}: workers rolled out", time.monotonic() - t0)
     release.wait_produced(run_id, timeout=count / rate + 300)
     took = release.wait_rows(run_id, count, timeout=900)
     record(f"{count} messages at {rate:.0f}/s across the rollout -> rows (after produce)", took)
-    assert release.get(f"deployment/{PIPELINE}-inference")["spec"]["template"] != inference_before
-    assert release.get(f"deployment/{PIPELINE}-consumer")["spec"]["template"] == consumer_before, (
-        "the consumer is not restarted by a model change"
-    )
     assert release.pipeline()["spec"]["model"]["backend"] == target
+    assert release.get(f"deployment/{PIPELINE}-inference")["spec"]["template"] != inference_before
+    consumer_after = release.get(f"deployment/{PIPELINE}-consumer")["spec"]["template"]
+    assert _without_images(consumer_after) == _without_images(consumer_before), (
+        "a model backend change touches the consumer's image at most"
+    )
+    release.wait_ready()
 
 
 def test_paused_scales_workers_to_zero_and_running_brings_them_back(release: Release) -> None:
