@@ -177,6 +177,7 @@ async def test_the_incident_ends_with_every_message_once_and_every_bad_one_alone
 
     reconciled = cli("reconcile", "--expect-drained", env=env)
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    assert "staging: 10 messages altered to be storable" in reconciled.stdout
     by_reason = dict(sorted(Counter(d["stage"] + "/" + d["reason"] for d in letters).items()))
     print(
         f"\nincident: {len(records)} records sent, {len(rows)} rows, dead letters {by_reason}, "

@@ -3,7 +3,14 @@
 import json
 
 import pytest
-from sentiment_workers.messages import DeadLetterReason, Rejected, SourceRecord, StagedMessage, parse_record
+from sentiment_workers.messages import (
+    DeadLetterReason,
+    Rejected,
+    SourceRecord,
+    StagedMessage,
+    parse_record,
+    utcnow,
+)
 
 LIMIT = 1024
 
@@ -76,3 +83,39 @@ def test_very_long_ids_are_hashed_stably():
     )
     assert isinstance(a, StagedMessage) and isinstance(b, StagedMessage)
     assert a.id == b.id and a.id.startswith("sha256:") and len(a.id) < 100
+
+
+def test_lone_surrogates_are_replaced_and_the_change_is_recorded_with_the_original_bytes():
+    raw = b'{"id": "a1", "comment": "x \\ud800 y", "k\\udc00": ["\\ud83d\\ude00", "\\udfff"]}'
+    msg = parse(raw)
+    assert isinstance(msg, StagedMessage)
+    assert msg.comment == "x \ufffd y"
+    assert msg.payload == {"id": "a1", "comment": "x \ufffd y", "k\ufffd": ["😀", "\ufffd"]}  # pairs kept
+    assert msg.altered and "U+FFFD" in msg.altered
+    doc = msg.to_document(utcnow())
+    assert doc["raw"] == raw and doc["altered"] == msg.altered
+    plain = parse(b'{"id": "a2", "comment": "an escaped pair \\ud83d\\ude00 is fine"}')
+    assert isinstance(plain, StagedMessage) and plain.altered is None
+    assert "raw" not in plain.to_document(utcnow())
+
+
+def test_an_id_with_a_lone_surrogate_becomes_a_stable_distinct_hash():
+    first = parse(b'{"id": "a\\ud800", "comment": "x"}')
+    again = parse(b'{"id": "a\\ud800", "comment": "y"}')
+    other = parse(b'{"id": "a\\ud801", "comment": "x"}')
+    assert isinstance(first, StagedMessage) and isinstance(again, StagedMessage)
+    assert isinstance(other, StagedMessage)
+    assert first.id == again.id and first.id.startswith("sha256:") and first.id != other.id
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"comment": "x", "n": NaN}',
+        b'{"comment": "x", "n": -Infinity}',
+        b'{"comment": "x", "n": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    ],
+)
+def test_nan_infinity_and_unparseably_deep_json_are_invalid_json(value):
+    result = parse_record(record(value), max_bytes=len(value))
+    assert isinstance(result, Rejected) and result.reason is DeadLetterReason.INVALID_JSON

@@ -65,6 +65,8 @@ class Reconciliation:
     statuses: dict[str, int]
     dead_letters: list[tuple[str, str, bool, int]]
     rows: int
+    altered: int = 0
+    """Staged messages changed to be storable (lone surrogates replaced; original bytes in ``raw``)."""
     checks: list[Check] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -129,6 +131,8 @@ class Reconciliation:
         )
         statuses = ", ".join(f"{s} {n}" for s, n in sorted(self.statuses.items())) or "none"
         out.append(f"staging: {sum(self.statuses.values())} messages: {statuses}")
+        if self.altered:
+            out.append(f"staging: {self.altered} messages altered to be storable (see their altered and raw)")
         for stage, reason, replayed, n in self.dead_letters:
             out.append(
                 f"dead letters: stage {stage}, reason {reason}{' (replayed)' if replayed else ''}: {n}"
@@ -156,4 +160,5 @@ async def reconcile(config: WorkerConfig, store: StagingStore, warehouse: Wareho
         statuses=await store.count_by_status(),
         dead_letters=await store.count_dead_letters(),
         rows=await warehouse.count(),
+        altered=await store.count_altered(),
     )

@@ -478,6 +478,10 @@ class StagingStore:
         in_dead_letters = {int(row["_id"]): int(row["n"]) for row in rejected}
         return {p: (in_staging.get(p, 0), in_dead_letters.get(p, 0)) for p in windows}
 
+    async def count_altered(self) -> int:
+        """Staged messages that parsing changed to make them storable (they carry ``altered`` and ``raw``)."""
+        return await self.messages.count_documents({"altered": {"$exists": True}})
+
     async def count_dead_letters(self) -> list[tuple[str, str, bool, int]]:
         """``(stage, reason, replayed, count)`` for every group of dead letters."""
         groups: list[tuple[str, str, bool, int]] = []
