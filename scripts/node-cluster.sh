@@ -121,9 +121,23 @@ stop() { # name [signal]: by PID, wait up to 10 s, then SIGKILL
 kubectl_node() { kubectl --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
 # ---------------------------------------------------------------------------------------------------------- up
+# The network namespace, veth and addresses are machine-wide: one cluster (one NODE_DIR) at a time uses them.
+OWNER=/run/sentiment-node-$NETNS.owner
+
 netns_up() {
-  [ -e "/run/netns/$NETNS" ] && return 0
+  if [ -e "/run/netns/$NETNS" ]; then
+    local owner
+    owner=$(cat "$OWNER" 2>/dev/null || true)
+    if [ -n "$owner" ] && [ "$owner" != "$NODE_DIR" ] && [ -d "$owner/pids" ] &&
+      [ -n "$(find "$owner/pids" -name '*.pid' 2>/dev/null)" ]; then
+      die "network namespace $NETNS is in use by the cluster of $owner: stop it (NODE_DIR=$owner $0 down) or" \
+        "give this one its own NODE_NETNS, NODE_VETH, NODE_HOST_IP and NODE_IP"
+    fi
+    echo "$NODE_DIR" >"$OWNER"
+    return 0
+  fi
   log "network namespace $NETNS ($HOST_IP <-> $NODE_IP)"
+  echo "$NODE_DIR" >"$OWNER"
   ip netns add "$NETNS"
   ip link add "$VETH" type veth peer name eth0 netns "$NETNS"
   ip addr add "$HOST_IP/24" dev "$VETH"
@@ -355,6 +369,7 @@ wipe() {
   down quiet
   if [ -e "/run/netns/$NETNS" ]; then ip netns del "$NETNS"; fi
   ip link del "$VETH" 2>/dev/null || true
+  [ "$(cat "$OWNER" 2>/dev/null)" != "$NODE_DIR" ] || rm -f "$OWNER"
   rm -rf --one-file-system "$NODE_DIR"
   log "wiped"
 }
