@@ -169,7 +169,10 @@ class InferenceWorker:
         while True:
             await asyncio.sleep(interval)
             for token in list(self._leases):
-                await self._mongo(lambda token=token: self.store.renew(token, self.config.lease_seconds))
+                try:
+                    await self._mongo(lambda token=token: self.store.renew(token, self.config.lease_seconds))
+                except Exception as exc:  # not transient: the lease may expire, the claim is then redone
+                    log.warning("lease renewal failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
     async def _refresh_backlog(self) -> None:
         if time.monotonic() - self._backlog_at >= BACKLOG_REFRESH_S:
