@@ -119,3 +119,29 @@ async def _rows(warehouse, n: int) -> bool:
 
 async def _letters(store, n: int) -> bool:
     return await store.dead_letters.count_documents({}) >= n
+
+
+async def test_a_replayed_message_that_fails_again_is_dead_lettered_again_and_open(
+    config, store, warehouse, classifier, metrics
+):
+    from sentiment_workers.dead_letters import replay
+
+    from tests.dataplane.helpers import sample_value
+    from tests.dataplane.test_inference import stage
+
+    await stage(store, 3, texts=["fine 0", "POISON 1", "fine 2"])
+    unfixed = RaisingOn(classifier, "POISON")
+    for _ in range(2):  # the first run, then a replay before the model is really fixed
+        worker = InferenceWorker(config, store, warehouse, unfixed, metrics)
+        await asyncio.wait_for(worker.run(asyncio.Event(), exit_when_idle=0.3), 60)
+        (letter,) = await store.find_dead_letters(include_replayed=False)
+        assert letter["_id"] == "infer:s-1" and "replayed_at" not in letter
+        outcomes = await replay(store, [letter], max_bytes=config.max_message_bytes)
+        assert [o.result for o in outcomes] == ["requeued s-1"]
+    assert (
+        sample_value(
+            metrics, "sentiment_messages_dead_lettered_total", {"stage": "infer", "reason": "model_error"}
+        )
+        == 2
+    )
+    assert sorted(await warehouse_ids(warehouse)) == ["s-0", "s-2"]

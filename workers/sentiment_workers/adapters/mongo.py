@@ -342,8 +342,8 @@ class StagingStore:
     ) -> int:
         """Copy staged documents to the dead letters (keyed ``infer:<id>``) and take them out of the queue.
 
-        Returns how many dead letters were new. Idempotent. A message dead-lettered again after a replay
-        gets its new reason and detail, and is no longer marked replayed.
+        Returns how many dead letters were new or reopened. Idempotent. A message dead-lettered again after
+        a replay gets its new reason and detail, and is no longer marked replayed.
         """
         if not documents:
             return 0
@@ -372,7 +372,10 @@ class StagingStore:
             )
             for doc in documents
         ]
-        new = len(await self._bulk_upsert(self.dead_letters, ops))
+        reopened = await self.dead_letters.count_documents(
+            {"_id": {"$in": [f"infer:{d['_id']}" for d in documents]}, "replayed_at": {"$exists": True}}
+        )
+        new = len(await self._bulk_upsert(self.dead_letters, ops)) + reopened
         await self.messages.update_many(
             {"_id": {"$in": [d["_id"] for d in documents]}, "status": PENDING},
             {
