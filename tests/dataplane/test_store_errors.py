@@ -357,3 +357,44 @@ async def test_a_worker_sigkilled_on_one_text_dead_letters_only_that_text(
     assert await staging_states(store) == {"done": 39, "dead_lettered": 1}
     letters = await store.dead_letters.find({}).to_list(None)
     assert [(d["message_id"], d["reason"]) for d in letters] == [("s-5", "too_many_attempts")]
+
+
+async def test_mongo_server_going_away_mid_stream_is_transient(services, config, store):
+    await store.messages.insert_one({"_id": "before"})
+    await asyncio.to_thread(services.stop, "mongo")
+    try:
+        with pytest.raises(Exception) as gone:
+            await store.messages.find_one({"_id": "before"})
+    finally:
+        await asyncio.to_thread(services.start, "mongo")
+    assert mongo.is_transient(gone.value) and not mongo.is_rejection(gone.value)
+
+
+async def test_mariadb_shutting_down_under_a_running_query_is_transient(services, config, warehouse):
+    connection = await _connect(config)
+    try:
+        async with connection.cursor() as cur:
+            running = asyncio.create_task(cur.execute("SELECT SLEEP(30)"))
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(services.stop, "mysql")
+            try:
+                with pytest.raises(pymysql.err.MySQLError) as shutdown:
+                    await asyncio.wait_for(running, 30)
+            finally:
+                await asyncio.to_thread(services.start, "mysql")
+    finally:
+        connection.close()
+    assert mysql.is_transient(shutdown.value) and not mysql.is_rejection(shutdown.value), shutdown.value
+
+
+def test_a_bulk_error_is_a_rejection_only_when_every_write_error_is_about_a_document():
+    from pymongo.errors import BulkWriteError
+
+    def bulk_error(*codes: int) -> BulkWriteError:
+        return BulkWriteError({"writeErrors": [{"index": i, "code": c} for i, c in enumerate(codes)]})
+
+    assert mongo.is_rejection(bulk_error(17420))
+    assert mongo.is_rejection(bulk_error(17420, 11000))  # a racing upsert's duplicate key comes along
+    assert not mongo.is_rejection(bulk_error(11000))  # duplicates alone are success, handled by the store
+    assert not mongo.is_rejection(bulk_error(17420, 13))  # unauthorized: not about the data
+    assert not mongo.is_transient(bulk_error(17420))

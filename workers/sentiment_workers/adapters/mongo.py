@@ -105,9 +105,9 @@ def is_rejection(exc: BaseException) -> bool:
     """
     if isinstance(exc, _ENCODING_ERRORS):
         return True
-    if isinstance(exc, BulkWriteError):
-        errors = exc.details.get("writeErrors", [])
-        return bool(errors) and all(e.get("code") in REJECTION_CODES for e in errors)
+    if isinstance(exc, BulkWriteError):  # duplicate keys (a racing upsert) may come along: harmless
+        codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
+        return bool(codes & REJECTION_CODES) and codes <= REJECTION_CODES | {DUPLICATE_KEY}
     return isinstance(exc, OperationFailure) and exc.code in REJECTION_CODES
 
 
