@@ -1,7 +1,11 @@
 """Contracts between the workers and the operator, which share only ``sentiment_workers.config``."""
 
 from prometheus_client import CollectorRegistry, generate_latest
-from sentiment_operator.backlog import backlog_from_exposition, stores_from_exposition
+from sentiment_operator.backlog import (
+    backlog_from_exposition,
+    refused_from_exposition,
+    stores_from_exposition,
+)
 from sentiment_operator.settings import OperatorSettings
 from sentiment_workers.metrics import PipelineMetrics
 
@@ -24,3 +28,20 @@ def test_the_operator_reads_the_store_reachability_the_workers_export() -> None:
 
     metric = OperatorSettings().store_metric
     assert stores_from_exposition(exposition, metric) == {"mongo": True, "mysql": False}
+
+
+def test_the_operator_reads_which_stores_refuse_the_workers_credentials() -> None:
+    """The gauge that tells refused credentials from an outage (StoreAuthFailed vs StoreUnreachable)."""
+    metrics = PipelineMetrics(CollectorRegistry())
+    metrics.store_failed("mysql", "auth", "MySQL refused the credentials (...)")
+    metrics.store_failed("mongo", "unreachable", "MongoDB unreachable (...)")
+    metrics.store_reached("kafka")
+    exposition = generate_latest(metrics.registry).decode()
+
+    settings = OperatorSettings()
+    assert stores_from_exposition(exposition, settings.store_metric) == {
+        "kafka": True,
+        "mongo": False,
+        "mysql": False,
+    }
+    assert refused_from_exposition(exposition, settings.store_error_metric) == {"mysql"}

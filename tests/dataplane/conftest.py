@@ -8,12 +8,14 @@ import os
 import shlex
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pymongo import MongoClient
 from sentiment_workers.adapters.mongo import StagingStore
 from sentiment_workers.adapters.mysql import Warehouse
 from sentiment_workers.config import WorkerConfig
@@ -117,6 +119,85 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
         yield servers
     finally:
         servers.stop()
+
+
+class AuthMongo:
+    """A second SecantusDB that requires SCRAM authentication (``--auth``), with a user ``app`` (readWrite on
+    every database, password ``right``), a user ``reader`` (read on ``stage`` only) and ``admin`` (root, to
+    create users while it runs)."""
+
+    PASSWORD = "right"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _start(self, *flags: str) -> None:
+        exe = Path(sys.executable).parent / "secantusd-py"
+        address = ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            [str(exe), *address, "--storage-path", str(self.directory), "--log-level", "WARNING", *flags],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client: MongoClient[dict[str, object]] = MongoClient(self.uri(), serverSelectionTimeoutMS=30_000)
+        try:
+            client.admin.command("hello")  # answered without authentication
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+            self.process = None
+
+    def start(self) -> None:
+        """Provision the users without auth (as SecantusDB documents it), then restart with ``--auth``."""
+        self._start()
+        client: MongoClient[dict[str, object]] = MongoClient(self.uri(), serverSelectionTimeoutMS=30_000)
+        try:
+            client.admin.command(
+                "createUser",
+                "app",
+                pwd=self.PASSWORD,
+                roles=[{"role": "readWriteAnyDatabase", "db": "admin"}],
+            )
+            client.admin.command(
+                "createUser", "reader", pwd=self.PASSWORD, roles=[{"role": "read", "db": "stage"}]
+            )
+            client.admin.command(
+                "createUser", "admin", pwd=self.PASSWORD, roles=[{"role": "root", "db": "admin"}]
+            )
+        finally:
+            client.close()
+        self.stop()
+        self._start("--auth")
+
+    def create_user(self, user: str, password: str) -> None:
+        """A user with readWrite on every database, created by ``admin`` while the server requires auth."""
+        client: MongoClient[dict[str, object]] = MongoClient(self.uri("admin"), serverSelectionTimeoutMS=5000)
+        try:
+            client.admin.command(
+                "createUser", user, pwd=password, roles=[{"role": "readWriteAnyDatabase", "db": "admin"}]
+            )
+        finally:
+            client.close()
+
+    def uri(self, user: str | None = None, password: str = PASSWORD) -> str:
+        credentials = f"{user}:{password}@" if user else ""
+        return f"mongodb://{credentials}127.0.0.1:{self.port}/?directConnection=true"
+
+
+@pytest.fixture(scope="session")
+def auth_mongo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthMongo]:
+    server = AuthMongo(tmp_path_factory.mktemp("auth-mongo"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from sentiment_workers.health import Heartbeat, readiness, serve
 from sentiment_workers.metrics import PipelineMetrics
 
@@ -100,6 +102,26 @@ def test_readiness_waits_for_a_first_contact_and_names_every_unreachable_store()
     assert readiness(metrics.registry, Heartbeat(timeout_s=60))[1].startswith("starting: the event loop")
 
 
+def test_readiness_says_first_which_store_refused_the_credentials_in_its_words():
+    metrics = PipelineMetrics(CollectorRegistry())
+    heartbeat = Heartbeat(timeout_s=60)
+    heartbeat.beat()
+    metrics.store_reached("mongo")
+    metrics.store_failed("kafka", "unreachable", "Kafka unreachable (KafkaConnectionError: no broker)")
+    metrics.store_failed("mysql", "auth", "MySQL refused the credentials (access denied for user 'app')")
+    assert readiness(metrics.registry, heartbeat, metrics.store_faults) == (
+        False,
+        "credentials refused: MySQL refused the credentials (access denied for user 'app'); "
+        "unreachable: kafka",
+    )
+    metrics.store_reached("mysql")
+    metrics.store_reached("kafka")
+    assert readiness(metrics.registry, heartbeat, metrics.store_faults) == (
+        True,
+        "ok: kafka, mongo, mysql reachable",
+    )
+
+
 class TcpProxy:
     """A TCP port that refuses connections until :meth:`open`, then forwards them to ``target``: a store that
     is unreachable, then there, at one address (the shared test servers keep running meanwhile)."""
@@ -132,18 +154,18 @@ class TcpProxy:
                 sink.sendall(data)
 
 
-def _gauge(port: int, store: str) -> float | None:
+def _gauge(port: int, store: str, name: str = "sentiment_store_up", **labels: str) -> float | None:
     status, body = _get(port, "/metrics")
     assert status == 200
     for family in text_string_to_metric_families(body):
         for sample in family.samples:
-            if sample.name == "sentiment_store_up" and sample.labels.get("store") == store:
+            if sample.name == name and sample.labels == {"store": store, **labels}:
                 return sample.value
     return None
 
 
-def _wait_for_readyz(port: int, expected: int, says: str, timeout: float = 60) -> None:
-    """Until /readyz answers ``expected`` with a reason containing ``says``."""
+def _wait_for_readyz(port: int, expected: int, says: str, timeout: float = 60) -> str:
+    """Until /readyz answers ``expected`` with a reason containing ``says``; returns the reason."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -151,7 +173,7 @@ def _wait_for_readyz(port: int, expected: int, says: str, timeout: float = 60) -
         except urllib.error.URLError as exc:  # the process has not opened its port yet
             status, body = 0, str(exc)
         if status == expected and says in body:
-            return
+            return body.strip()
         assert time.monotonic() < deadline, f"/readyz stayed {status} {body.strip()!r}, expected {expected}"
         time.sleep(0.2)
 
@@ -204,3 +226,88 @@ def test_a_worker_is_unready_naming_the_store_it_cannot_reach_then_ready_once_it
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+
+
+def _create_mysql_user(services, user: str, password: str) -> None:
+    """As MariaDB's root (socket authentication): a user with every right on the test database."""
+    database = services.env["SENTIMENT_MYSQL_DATABASE"]
+    statements = "".join(
+        f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'; "
+        f"GRANT ALL PRIVILEGES ON `{database}`.* TO '{user}'@'{host}'; "
+        for host in ("127.0.0.1", "localhost")
+    )
+    subprocess.run(
+        [
+            "mariadb",
+            "--no-defaults",
+            f"--socket={services.env['MYSQL_ROOT_SOCKET']}",
+            "-uroot",
+            "-e",
+            statements,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "store", "says", "error"),
+    [
+        ("consume", "mongo", "MongoDB refused the credentials", "authentication failed"),
+        ("infer", "mysql", "MySQL refused the credentials", "Access denied for user"),
+    ],
+)
+def test_a_worker_whose_credentials_are_refused_keeps_running_says_so_and_recovers_once_they_work(
+    services, config, auth_mongo, tiny_model_dir, command, store, says, error
+):
+    """A wrong password made the worker exit and crash-loop (the status said RollingOut). A real worker
+    process whose store refuses its credentials (MongoDB 18 AuthenticationFailed from a SecantusDB run with
+    --auth; MariaDB 1045 access denied) keeps running, answers /readyz 503 in the store's words, exports
+    sentiment_store_up 0 and sentiment_store_error{kind="auth"} 1; once the credentials work (here: the
+    user they name is created) it is ready again by itself."""
+    user, password = f"late_{uuid.uuid4().hex[:8]}", "late-password"
+    if store == "mongo":
+        pointed = config.model_copy(update={"mongo_uri": SecretStr(auth_mongo.uri(user, password))})
+    else:
+        pointed = config.model_copy(update={"mysql_user": user, "mysql_password": SecretStr(password)})
+    metrics_port = free_port()
+    env = services.worker_env(pointed) | {
+        "SENTIMENT_METRICS_PORT": str(metrics_port),
+        "SENTIMENT_MODEL_NAME": str(tiny_model_dir),
+        "SENTIMENT_MODEL_BACKEND": "torch",
+        "SENTIMENT_STORE_PROBE_INTERVAL_SECONDS": "0.5",
+        "SENTIMENT_STORE_PROBE_TIMEOUT_SECONDS": "5",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from sentiment_workers.cli import main; main()", command],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        reason = _wait_for_readyz(metrics_port, 503, says)
+        assert reason.startswith(f"credentials refused: {says} (") and error in reason, reason
+        assert _gauge(metrics_port, store) == 0
+        assert _gauge(metrics_port, store, "sentiment_store_error", kind="auth") == 1
+        assert _gauge(metrics_port, store, "sentiment_store_error", kind="unreachable") == 0
+        time.sleep(3)  # several refused attempts later (probes every 0.5 s, start-up retries): still running
+        assert process.poll() is None, "the worker waits for working credentials, it does not exit"
+
+        if store == "mongo":
+            auth_mongo.create_user(user, password)
+        else:
+            _create_mysql_user(services, user, password)
+        _wait_for_readyz(metrics_port, 200, "ok:")
+        assert _gauge(metrics_port, store) == 1
+        assert _gauge(metrics_port, store, "sentiment_store_error", kind="auth") == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+    assert "Traceback" not in stderr, stderr[-2000:]

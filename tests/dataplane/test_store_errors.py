@@ -16,6 +16,7 @@ import pymysql
 import pytest
 from bson.errors import InvalidDocument
 from motor.motor_asyncio import AsyncIOMotorClient
+from pydantic import SecretStr
 from pymongo import UpdateOne
 from sentiment_workers.adapters import mongo, mysql
 from sentiment_workers.adapters.mongo import StagingStore
@@ -398,3 +399,155 @@ def test_a_bulk_error_is_a_rejection_only_when_every_write_error_is_about_a_docu
     assert not mongo.is_rejection(bulk_error(11000))  # duplicates alone are success, handled by the store
     assert not mongo.is_rejection(bulk_error(17420, 13))  # unauthorized: not about the data
     assert not mongo.is_transient(bulk_error(17420))
+
+
+# -- refused credentials or rights: a third class, retried slowly, never fatal ----------------------
+
+
+def classes(adapter: Any, exc: BaseException) -> set[str]:
+    """Which classes an adapter puts ``exc`` in (exactly one is expected)."""
+    found = {
+        "transient": adapter.is_transient(exc),
+        "auth": adapter.is_auth_error(exc),
+        "rejection": getattr(adapter, "is_rejection", lambda _: False)(exc),
+    }
+    return {name for name, yes in found.items() if yes}
+
+
+async def test_mariadb_refusing_the_credentials_or_the_rights_is_an_auth_error(services, config, warehouse):
+    """A wrong password (1045 access denied) and a user without the right to write (1142 command denied)
+    are neither an outage nor a refused row: the Secret or the grants are wrong."""
+    wrong = await mysql.Warehouse.connect(
+        config.model_copy(update={"mysql_password": SecretStr("wrong")}), maxsize=1
+    )
+    try:
+        with pytest.raises(pymysql.err.OperationalError) as denied:
+            await wrong.ping()
+    finally:
+        await wrong.close()
+    assert denied.value.args[0] == 1045 and "Access denied for user" in str(denied.value)
+    assert classes(mysql, denied.value) == {"auth"}
+
+    reader_config = config.model_copy(
+        update={
+            "mysql_user": services.env["BI_MYSQL_USER"],
+            "mysql_password": SecretStr(services.env["BI_MYSQL_PASSWORD"]),
+        }
+    )
+    reader = await mysql.Warehouse.connect(reader_config, maxsize=1)
+    try:
+        await reader.ping()  # a SELECT-only user: reads work
+        with pytest.raises(pymysql.err.MySQLError) as no_right:
+            await reader.upsert([row("r1")])
+    finally:
+        await reader.close()
+    assert no_right.value.args[0] == 1142
+    assert classes(mysql, no_right.value) == {"auth"}
+
+
+async def test_mongo_refusing_the_credentials_or_the_rights_is_an_auth_error(auth_mongo, config):
+    """Against a SecantusDB started with --auth: a wrong password (18 AuthenticationFailed), no credentials
+    and a user without the right to write (13 Unauthorized) are auth errors; the right password works."""
+    from pymongo.errors import OperationFailure
+
+    async def error(uri: str) -> OperationFailure:
+        store = StagingStore.from_config(
+            config.model_copy(update={"mongo_uri": SecretStr(uri), "mongo_database": "stage"})
+        )
+        try:
+            with pytest.raises(OperationFailure) as refused:
+                await store.messages.insert_one({"_id": "x"})
+        finally:
+            store.close()
+        return refused.value
+
+    wrong, anonymous, reader = (
+        await error(auth_mongo.uri("app", "wrong")),
+        await error(auth_mongo.uri()),
+        await error(auth_mongo.uri("reader")),
+    )
+    assert (wrong.code, anonymous.code, reader.code) == (18, 13, 13)
+    assert [classes(mongo, e) for e in (wrong, anonymous, reader)] == [{"auth"}] * 3
+
+    right = StagingStore.from_config(
+        config.model_copy(update={"mongo_uri": SecretStr(auth_mongo.uri("app")), "mongo_database": "stage"})
+    )
+    try:
+        await right.ensure_indexes()
+        await right.ping()
+    finally:
+        right.close()
+
+
+async def test_kafka_refusing_the_sasl_settings_is_an_auth_error(config):
+    """The local broker has no SASL: a worker configured for SCRAM is refused (UnsupportedSaslMechanism),
+    which the probe reports as refused credentials, not as an unreachable broker. aiokafka's other
+    authentication/authorization errors are classified the same way."""
+    from aiokafka.errors import (
+        GroupAuthorizationFailedError,
+        KafkaConnectionError,
+        SaslAuthenticationFailed,
+        TopicAuthorizationFailedError,
+    )
+    from sentiment_workers.adapters import kafka
+    from sentiment_workers.config import KafkaSaslMechanism, KafkaSecurityProtocol
+
+    sasl = config.model_copy(
+        update={
+            "kafka_security_protocol": KafkaSecurityProtocol.SASL_PLAINTEXT,
+            "kafka_sasl_mechanism": KafkaSaslMechanism.SCRAM_SHA_256,
+            "kafka_sasl_username": "app",
+            "kafka_sasl_password": SecretStr("wrong"),
+        }
+    )
+    with pytest.raises(Exception) as refused:
+        await kafka.ping(sasl)
+    assert classes(kafka, refused.value) == {"auth"}, refused.value
+    for exc in (SaslAuthenticationFailed(), TopicAuthorizationFailedError(), GroupAuthorizationFailedError()):
+        assert classes(kafka, exc) == {"auth"}
+    assert classes(kafka, KafkaConnectionError("no broker")) == {"transient"}
+
+
+async def test_refused_credentials_are_retried_slowly_forever_and_recorded_as_auth(metrics):
+    """The third class: with_retries does not give up on refused credentials (a person fixes the Secret) and
+    records up 0 with kind auth, in words for /readyz, until the store accepts them."""
+    from sentiment_workers.retry import with_retries
+
+    denied = pymysql.err.OperationalError(
+        1045, "Access denied for user 'app'@'10.0.0.7' (using password: YES)"
+    )
+    outcomes: list[BaseException | None] = [denied, denied, None]
+    seen: list[tuple[float | None, float | None, str | None]] = []
+
+    async def operation() -> str:
+        seen.append(
+            (
+                metrics.registry.get_sample_value("sentiment_store_up", {"store": "mysql"}),
+                metrics.registry.get_sample_value(
+                    "sentiment_store_error", {"store": "mysql", "kind": "auth"}
+                ),
+                metrics.store_faults.get("mysql"),
+            )
+        )
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return "done"
+
+    result = await with_retries(
+        operation,
+        store="mysql",
+        is_transient=mysql.is_transient,
+        is_auth_error=mysql.is_auth_error,
+        metrics=metrics,
+        auth_max_wait=0.01,
+    )
+    assert result == "done"
+    assert seen[1][:2] == (0, 1) and seen[2][:2] == (0, 1)
+    assert seen[1][2] == (
+        "MySQL refused the credentials (OperationalError: (1045, \"Access denied for user 'app'@'10.0.0.7' "
+        '(using password: YES)"))'
+    )
+    assert metrics.registry.get_sample_value("sentiment_store_up", {"store": "mysql"}) == 1
+    assert metrics.registry.get_sample_value("sentiment_store_error", {"store": "mysql", "kind": "auth"}) == 0
+    assert "mysql" not in metrics.store_faults

@@ -49,6 +49,12 @@ STORE_UP_METRIC = "sentiment_store_up"
 it cannot; exported by both workers, read by their ``/readyz`` and by the operator's status (which store is
 unreachable, from which pods): part of the contract between the two."""
 
+STORE_ERROR_METRIC = "sentiment_store_error"
+"""Gauge per store and kind of failure (labels ``store``, ``kind``: ``unreachable`` or ``auth``), 1 for the
+kind of the worker's last failure to use the store while ``sentiment_store_up`` is 0, else 0. ``auth``: the
+store refused the credentials or their rights (a wrong Secret), which no retry fixes; the operator reports
+it as ``StoreAuthFailed``: part of the contract between the two."""
+
 DEFAULT_MODEL = "default"
 """Sentinel model name: the offline model shipped with the project (see models/)."""
 

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -28,7 +28,7 @@ from aiokafka.structs import ConsumerRecord
 
 from sentiment_workers.adapters import mongo
 from sentiment_workers.adapters.kafka import create_consumer
-from sentiment_workers.adapters.mongo import StageResult, StagingStore
+from sentiment_workers.adapters.mongo import StagingStore
 from sentiment_workers.config import WorkerConfig
 from sentiment_workers.isolation import describe, write_isolating
 from sentiment_workers.logging import get_logger
@@ -43,6 +43,7 @@ from sentiment_workers.messages import (
 from sentiment_workers.metrics import PipelineMetrics
 from sentiment_workers.retry import with_retries
 
+T = TypeVar("T")
 log = get_logger("consumer")
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 REVOKE_DRAIN_TIMEOUT_S = 30.0
@@ -84,9 +85,7 @@ class StagingConsumer:
 
     async def run(self, stop: asyncio.Event, *, exit_when_idle: float | None = None) -> None:
         """Run until ``stop`` is set (or, with ``exit_when_idle``, until no record came for that long)."""
-        await with_retries(
-            self.store.ensure_indexes, store="mongo", is_transient=mongo.is_transient, metrics=self.metrics
-        )
+        await self._mongo(self.store.ensure_indexes)
         consumer = create_consumer(self.config, **self.kafka_overrides)
         consumer.subscribe([self.config.kafka_topic], listener=_DrainOnRevoke(self.queue))
         await consumer.start()
@@ -179,9 +178,13 @@ class StagingConsumer:
                 log.warning("message altered to be storable", id=message.id, altered=message.altered)
         log.debug("batch staged", records=received, writes=staged.calls, rejected=len(bad))
 
-    async def _mongo(self, operation: Callable[[], Awaitable[StageResult]]) -> StageResult:
+    async def _mongo(self, operation: Callable[[], Awaitable[T]]) -> T:
         return await with_retries(
-            operation, store="mongo", is_transient=mongo.is_transient, metrics=self.metrics
+            operation,
+            store="mongo",
+            is_transient=mongo.is_transient,
+            is_auth_error=mongo.is_auth_error,
+            metrics=self.metrics,
         )
 
     async def _commit(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:

@@ -91,12 +91,20 @@ class InferenceWorker:
 
     async def _mongo(self, operation: Any) -> Any:
         return await with_retries(
-            operation, store="mongo", is_transient=mongo.is_transient, metrics=self.metrics
+            operation,
+            store="mongo",
+            is_transient=mongo.is_transient,
+            is_auth_error=mongo.is_auth_error,
+            metrics=self.metrics,
         )
 
     async def _mysql(self, operation: Any) -> Any:
         return await with_retries(
-            operation, store="mysql", is_transient=mysql.is_transient, metrics=self.metrics
+            operation,
+            store="mysql",
+            is_transient=mysql.is_transient,
+            is_auth_error=mysql.is_auth_error,
+            metrics=self.metrics,
         )
 
     async def prepare(self) -> None:
@@ -328,7 +336,11 @@ async def run_inference(
     """Connect to Mongo and MySQL from ``config`` and classify until stopped; returns texts classified."""
     store = StagingStore.from_config(config)
     warehouse = await with_retries(
-        lambda: Warehouse.connect(config), store="mysql", is_transient=mysql.is_transient, metrics=metrics
+        lambda: Warehouse.connect(config),
+        store="mysql",
+        is_transient=mysql.is_transient,
+        is_auth_error=mysql.is_auth_error,
+        metrics=metrics,
     )
     try:
         worker = InferenceWorker(config, store, warehouse, classifier, metrics, claim_size=claim_size)

@@ -9,10 +9,13 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import REGISTRY
 
-from sentiment_workers.config import BACKLOG_METRIC, STORE_UP_METRIC
+from sentiment_workers.config import BACKLOG_METRIC, STORE_ERROR_METRIC, STORE_UP_METRIC
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+STORE_FAULT_KINDS = ("unreachable", "auth")
+"""Why a worker cannot use a store: ``unreachable`` (no answer, connection lost: it comes back by itself)
+or ``auth`` (the store refused the credentials or their rights: a wrong Secret, fixed by a person)."""
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -87,8 +90,38 @@ class PipelineMetrics:
             ["store"],
             registry=r,
         )
+        self.store_error = Gauge(
+            STORE_ERROR_METRIC,
+            "1 for the kind of the last failure to use the store (unreachable, auth: credentials or rights "
+            "refused) while sentiment_store_up is 0, else 0.",
+            ["store", "kind"],
+            registry=r,
+        )
+        self.store_faults: dict[str, str] = {}
+        """``{store: what went wrong}`` while a store cannot be used, for ``/readyz`` (one line each)."""
         self.offsets_committed = Counter(
             "sentiment_kafka_offset_commits_total",
             "Offset commits after a batch was durable in staging.",
             registry=r,
         )
+
+    def store_reached(self, store: str) -> None:
+        """The worker used ``store``: up, no fault."""
+        self.store_up.labels(store).set(1)
+        for kind in STORE_FAULT_KINDS:
+            self.store_error.labels(store, kind).set(0)
+        self.store_faults.pop(store, None)
+
+    def store_failed(self, store: str, kind: str, message: str) -> None:
+        """The worker could not use ``store``, because of ``kind`` (see :data:`STORE_FAULT_KINDS`)."""
+        self.store_up.labels(store).set(0)
+        for each in STORE_FAULT_KINDS:
+            self.store_error.labels(store, each).set(1 if each == kind else 0)
+        self.store_faults[store] = message
+
+    def store_fault(self, store: str) -> str | None:
+        """The kind of the current fault of ``store`` (None while it is up or was never tried)."""
+        for kind in STORE_FAULT_KINDS:
+            if self.registry.get_sample_value(STORE_ERROR_METRIC, {"store": store, "kind": kind}) == 1:
+                return kind
+        return None

@@ -51,7 +51,7 @@ def serve_metrics(port: int, metrics: PipelineMetrics, heartbeat: Heartbeat | No
     0 disables both."""
     if port == 0:
         return
-    serve(port, metrics.registry, heartbeat)
+    serve(port, metrics.registry, heartbeat, faults=metrics.store_faults)
     log.info("metrics endpoint listening", port=port, paths=["/metrics", "/healthz"])
 
 

@@ -12,12 +12,37 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    IllegalSaslStateError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnsupportedSaslMechanismError,
+)
 from aiokafka.helpers import create_ssl_context
 
 from sentiment_workers.config import WorkerConfig
 
 SSL_CAFILE_ENV = "SENTIMENT_KAFKA_SSL_CAFILE"
+# "The broker refuses these credentials or this user's rights" (SASL, ACLs): a wrong Secret or missing ACLs.
+AUTH_ERRORS = (
+    SaslAuthenticationFailed,
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    UnsupportedSaslMechanismError,
+    IllegalSaslStateError,
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 
 def connection_options(config: WorkerConfig) -> dict[str, Any]:
@@ -71,17 +96,46 @@ def create_producer(config: WorkerConfig, **overrides: Any) -> AIOKafkaProducer:
 
 
 async def ping(config: WorkerConfig, *, timeout_ms: int = 5000) -> None:
-    """Raise unless a broker answers a metadata request, with the configured security (reachability probe)."""
-    client = AIOKafkaClient(**connection_options(config), request_timeout_ms=timeout_ms)
+    """Raise unless a broker answers a metadata request, with the configured security (reachability probe).
+
+    aiokafka's bootstrap reports every failure as "unable to bootstrap"; when it fails, one direct connection
+    to the first broker says whether the broker refused the credentials (raised: :func:`is_auth_error`)."""
+    options = connection_options(config)
+    client = AIOKafkaClient(**options, request_timeout_ms=timeout_ms)
     try:
         await client.bootstrap()
+    except KafkaConnectionError:
+        await _raise_auth_error(options, timeout_ms)
+        raise
     finally:
         await client.close()
 
 
+async def _raise_auth_error(options: dict[str, Any], timeout_ms: int) -> None:
+    """Connect once to the first bootstrap server; re-raise only an authentication/authorization refusal."""
+    if not str(options["security_protocol"]).startswith("SASL_"):
+        return
+    host, _, port = options["bootstrap_servers"][0].rpartition(":")
+    settings = {k: v for k, v in options.items() if k != "bootstrap_servers"}
+    try:
+        conn = await create_conn(host, int(port), request_timeout_ms=timeout_ms, **settings)
+    except AUTH_ERRORS:
+        raise
+    except (KafkaError, OSError, TimeoutError, ValueError):
+        return
+    conn.close()
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """True for "the broker refuses these credentials or this user's rights" (SASL authentication failed,
+    mechanism not enabled, topic/group/cluster authorization failed)."""
+    return isinstance(exc, AUTH_ERRORS)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for "Kafka is unreachable" (no broker answers, connection lost, timeouts): worth retrying."""
-    return isinstance(exc, KafkaError | OSError | TimeoutError)
+    """True for "Kafka is unreachable" (no broker answers, connection lost, timeouts): worth retrying.
+    Refused credentials or rights are not (:func:`is_auth_error`): retried slowly instead."""
+    return isinstance(exc, KafkaError | OSError | TimeoutError) and not is_auth_error(exc)
 
 
 async def partition_offsets(config: WorkerConfig) -> list[tuple[int, int, int, int | None]]:

@@ -81,6 +81,17 @@ REJECTION_CODES = frozenset(
         17420,  # document to upsert is larger than the size limit
     }
 )
+# Server codes meaning "the server refuses these credentials or this user's rights": a wrong Secret (the URI's
+# user or password) or missing roles. No retry fixes them; the worker waits slowly (retry.with_retries).
+AUTH_CODES = frozenset(
+    {
+        11,  # UserNotFound
+        13,  # Unauthorized (no such right on this database, or not authenticated)
+        18,  # AuthenticationFailed (wrong user or password)
+        33,  # AuthSchemaIncompatible / mechanism unavailable
+        334,  # MechanismUnavailable
+    }
+)
 # Client-side errors raised while encoding one document to BSON.
 _ENCODING_ERRORS = (InvalidDocument, DocumentTooLarge, UnicodeError, OverflowError, RecursionError)
 
@@ -96,12 +107,21 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OperationFailure) and exc.code in TRANSIENT_CODES
 
 
+def is_auth_error(exc: BaseException) -> bool:
+    """True for "Mongo refuses these credentials or this user's rights" (SecantusDB and mongod answer a wrong
+    password with code 18 AuthenticationFailed, a missing role with 13 Unauthorized)."""
+    if isinstance(exc, BulkWriteError):
+        return any(e.get("code") in AUTH_CODES for e in exc.details.get("writeErrors", []))
+    return isinstance(exc, OperationFailure) and exc.code in AUTH_CODES
+
+
 def is_rejection(exc: BaseException) -> bool:
     """True for errors that mean "Mongo refuses this data": isolate the documents, dead-letter them.
 
     Encoding errors (a lone surrogate, an integer over 64 bits, a NUL in a key, nesting the encoder cannot
     follow, a document over 16 MiB) and server write errors whose codes are all about the document.
-    Anything else (unauthorized, unknown command, ...) is neither transient nor a rejection: it propagates.
+    Anything else (unknown command, ...) is neither transient nor a rejection: it propagates (refused
+    credentials or rights, :func:`is_auth_error`, are retried slowly instead).
     """
     if isinstance(exc, _ENCODING_ERRORS):
         return True

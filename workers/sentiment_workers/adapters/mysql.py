@@ -60,6 +60,23 @@ REJECTION_CODES = frozenset(
         4025,  # ER_CONSTRAINT_FAILED (MariaDB CHECK, incl. JSON_VALID on a JSON column: depth over 32)
     }
 )
+# Codes meaning "the server refuses these credentials or this user's rights": a wrong Secret, missing grants.
+# No retry fixes them; the worker waits (slowly) for a person to fix the Secret (retry.with_retries).
+AUTH_CODES = frozenset(
+    {
+        1044,  # ER_DBACCESS_DENIED_ERROR: access denied for user to database
+        1045,  # ER_ACCESS_DENIED_ERROR: access denied for user (using password: YES)
+        1130,  # ER_HOST_NOT_PRIVILEGED: host is not allowed to connect
+        1142,  # ER_TABLEACCESS_DENIED_ERROR: command denied to user for table
+        1143,  # ER_COLUMNACCESS_DENIED_ERROR
+        1227,  # ER_SPECIFIC_ACCESS_DENIED_ERROR: needs a privilege the user lacks
+        1698,  # ER_ACCESS_DENIED_NO_PASSWORD_ERROR
+        1820,  # ER_MUST_CHANGE_PASSWORD
+        1862,  # ER_MUST_CHANGE_PASSWORD_LOGIN: the password expired
+        3118,  # ER_ACCOUNT_HAS_BEEN_LOCKED (MySQL)
+        4151,  # ER_ACCOUNT_HAS_BEEN_LOCKED (MariaDB)
+    }
+)
 # Client-side errors raised while encoding one row's values.
 _ENCODING_ERRORS = (UnicodeError, OverflowError, RecursionError)
 
@@ -90,13 +107,20 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def is_auth_error(exc: BaseException) -> bool:
+    """True for "MySQL refuses these credentials or this user's rights" (access denied, host not allowed,
+    command denied, account locked, password expired): the Secret or the grants are wrong."""
+    return isinstance(exc, pymysql.err.MySQLError) and error_code(exc) in AUTH_CODES
+
+
 def is_rejection(exc: BaseException) -> bool:
     """True for errors that mean "MySQL refuses these rows": encoding (a value the connection charset
     cannot carry), constraints (CHECK, NOT NULL, foreign keys), data too long or out of range, JSON the
     server does not accept (too deep), a statement over ``max_allowed_packet``. Isolate and dead-letter.
 
-    Anything else (no such table, access denied, syntax) is neither transient nor a rejection: it would
-    refuse every row, so it propagates instead of dead-lettering the stream one message at a time.
+    Anything else (no such table, syntax) is neither transient nor a rejection: it would refuse every row,
+    so it propagates instead of dead-lettering the stream one message at a time (refused credentials or
+    rights, :func:`is_auth_error`, are retried slowly instead).
     """
     if isinstance(exc, _ENCODING_ERRORS):
         return True
