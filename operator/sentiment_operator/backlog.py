@@ -10,7 +10,9 @@ contract in :mod:`sentiment_workers.config`:
   keeps the current replica count);
 - ``sentiment_store_up{store}``: whether each worker reaches Kafka, MongoDB and MySQL. Read from *every* pod,
   ready or not: a worker that cannot reach a store fails its readiness probe (``/readyz``), so the pods that
-  matter here are the not-ready ones.
+  matter here are the not-ready ones;
+- ``sentiment_store_error{store,kind}``: why a store is down; ``kind="auth"`` means the store refused the
+  worker's credentials or rights (a wrong Secret), which the status reports apart from an outage.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
+from sentiment_workers.config import STORE_ERROR_METRIC
 
 from . import kube
 
@@ -45,6 +48,19 @@ def stores_from_exposition(text: str, metric: str) -> dict[str, bool]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
         if sample.name == metric and "store" in sample.labels and not math.isnan(sample.value)
+    }
+
+
+def refused_from_exposition(text: str, metric: str) -> set[str]:
+    """Stores whose ``metric`` sample with ``kind="auth"`` is 1: they refused the credentials."""
+    return {
+        sample.labels["store"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == metric
+        and "store" in sample.labels
+        and sample.labels.get("kind") == "auth"
+        and sample.value >= 1
     }
 
 
@@ -91,6 +107,8 @@ class WorkerReport:
     answered: bool
     backlog: float | None = None
     stores: dict[str, bool] = field(default_factory=dict)
+    refused: set[str] = field(default_factory=set)
+    """Stores that are down because they refused the credentials (a subset of the stores not up)."""
 
 
 @dataclass(frozen=True)
@@ -104,17 +122,24 @@ class Scrape:
         return combine(r.backlog for r in self.reports if r.target.ready)
 
     def unreachable(self) -> dict[str, list[str]]:
-        """``{store: [pods that cannot reach it]}``, stores and pods sorted."""
+        """``{store: [pods that cannot reach it]}``, stores and pods sorted (refused credentials aside)."""
+        return self._down(refused=False)
+
+    def refused(self) -> dict[str, list[str]]:
+        """``{store: [pods whose credentials it refuses]}``, stores and pods sorted."""
+        return self._down(refused=True)
+
+    def _down(self, *, refused: bool) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         for report in self.reports:
             for store, up in report.stores.items():
-                if not up:
+                if not up and (store in report.refused) == refused:
                     found.setdefault(store, []).append(report.target.pod)
         return {store: sorted(found[store]) for store in sorted(found)}
 
 
 async def _scrape(
-    session: aiohttp.ClientSession, target: Target, backlog_metric: str, store_metric: str
+    session: aiohttp.ClientSession, target: Target, backlog_metric: str, store_metric: str, error_metric: str
 ) -> WorkerReport:
     try:
         async with session.get(f"http://{target.address}/metrics") as response:
@@ -126,6 +151,7 @@ async def _scrape(
             answered=True,
             backlog=backlog_from_exposition(text, backlog_metric),
             stores=stores_from_exposition(text, store_metric),
+            refused=refused_from_exposition(text, error_metric),
         )
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return WorkerReport(target, answered=False)
@@ -139,6 +165,7 @@ async def scrape_workers(
     backlog_metric: str,
     store_metric: str,
     scrape_timeout: float,
+    error_metric: str = STORE_ERROR_METRIC,
 ) -> Scrape:
     """Scrape every pod behind the pipeline's metrics Service, ready or not."""
     targets = endpoint_pods(await kube.get(api, "v1", "Endpoints", namespace, service))
@@ -146,6 +173,6 @@ async def scrape_workers(
         return Scrape([])
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=scrape_timeout)) as session:
         reports: Sequence[WorkerReport] = await asyncio.gather(
-            *(_scrape(session, t, backlog_metric, store_metric) for t in targets)
+            *(_scrape(session, t, backlog_metric, store_metric, error_metric) for t in targets)
         )
     return Scrape(list(reports))

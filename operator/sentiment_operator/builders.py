@@ -4,7 +4,9 @@ Nothing here talks to the API server. Every child carries the pipeline's labels 
 reference to the CR, so deleting the CR lets the garbage collector remove them. Worker settings are rendered
 under the names of :mod:`sentiment_workers.config` (``env_name``): plain values go to the ConfigMap,
 credentials to ``secretKeyRef`` entries. Each Deployment's pod template carries a hash of the settings that
-component reads, so a change (e.g. the model) rolls exactly the Deployments it concerns.
+component reads, so a change (e.g. the model) rolls exactly the Deployments it concerns, and a digest of the
+``resourceVersion`` of the Secrets it reads (never their values), so a fixed Secret rolls the pods that use it
+(environment variables from a Secret are only read when a container starts).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ LABEL_PIPELINE = f"{GROUP}/pipeline"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
+ANNOTATION_SECRETS_VERSION = f"{GROUP}/secrets-version"
 WORKER_APP = "sentiment-pipeline-worker"
 RUN_AS_USER = 10001
 CACHE_DIR = "/cache"
@@ -184,6 +187,19 @@ def config_hash(spec: PipelineSpec, component: str) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def component_secrets(spec: PipelineSpec, component: str) -> list[str]:
+    """The names of the Secrets ``component``'s pods read, sorted."""
+    wanted = {env_name(f) for f in _COMPONENT_SECRETS[component]}
+    return sorted({name for variable, (name, _) in secret_env(spec).items() if variable in wanted})
+
+
+def secrets_version(spec: PipelineSpec, component: str, versions: Mapping[str, str]) -> str:
+    """A digest of the ``resourceVersion`` of each Secret ``component`` reads (``versions``: name ->
+    resourceVersion, as read by the operator): it changes when one of those Secrets is edited."""
+    mine = {name: versions.get(name, "") for name in component_secrets(spec, component)}
+    return hashlib.sha256(json.dumps(mine, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def build_config_map(spec: PipelineSpec, owner: Owner) -> Manifest:
     return {
         "apiVersion": "v1",
@@ -264,8 +280,10 @@ def build_deployment(
     default_image: str,
     default_pull_policy: str = "IfNotPresent",
     autoscaled: int | None = None,
+    secret_versions: Mapping[str, str] | None = None,
 ) -> Manifest:
-    """The consumer or inference Deployment (image and pull policy: the workload's, else the defaults)."""
+    """The consumer or inference Deployment (image and pull policy: the workload's, else the defaults;
+    with ``secret_versions``, the pods roll when a Secret they read changes)."""
     if component not in WORKER_COMPONENTS:
         raise ValueError(f"unknown worker component {component!r}")
     workload: Workload = getattr(spec, component)
@@ -296,6 +314,14 @@ def build_deployment(
     if workload.affinity:
         pod_spec["affinity"] = workload.affinity
     pod_labels = labels(owner, component)
+    annotations = {
+        ANNOTATION_CONFIG_HASH: config_hash(spec, component),
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(spec.metrics.port),
+        "prometheus.io/path": "/metrics",
+    }
+    if secret_versions is not None:
+        annotations[ANNOTATION_SECRETS_VERSION] = secrets_version(spec, component, secret_versions)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -308,12 +334,7 @@ def build_deployment(
             "template": {
                 "metadata": {
                     "labels": pod_labels,
-                    "annotations": {
-                        ANNOTATION_CONFIG_HASH: config_hash(spec, component),
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(spec.metrics.port),
-                        "prometheus.io/path": "/metrics",
-                    },
+                    "annotations": annotations,
                 },
                 "spec": pod_spec,
             },
@@ -364,14 +385,23 @@ def build_children(
     default_pull_policy: str = "IfNotPresent",
     autoscaled: int | None = None,
     service_monitor: bool = False,
+    secret_versions: Mapping[str, str] | None = None,
 ) -> list[Manifest]:
     """Every child, in apply order (the ConfigMap before the Deployments that read it)."""
-    image, policy = default_image, default_pull_policy
+    image, policy, versions = default_image, default_pull_policy, secret_versions
     children = [
         build_config_map(spec, owner),
-        build_deployment(spec, owner, CONSUMER, default_image=image, default_pull_policy=policy),
         build_deployment(
-            spec, owner, INFERENCE, default_image=image, default_pull_policy=policy, autoscaled=autoscaled
+            spec, owner, CONSUMER, default_image=image, default_pull_policy=policy, secret_versions=versions
+        ),
+        build_deployment(
+            spec,
+            owner,
+            INFERENCE,
+            default_image=image,
+            default_pull_policy=policy,
+            autoscaled=autoscaled,
+            secret_versions=versions,
         ),
         build_metrics_service(spec, owner),
     ]

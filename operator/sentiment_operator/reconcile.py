@@ -46,6 +46,8 @@ class Operator:
     pipelines: dict[str, tuple[tuple[str, str], float]] = field(default_factory=dict)
     # uid -> {store: [pods that cannot reach it]}, from the last resync's scrape of the workers.
     unreachable: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # uid -> {store: [pods whose credentials it refuses]}, from the same scrape.
+    refused: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     async def exclusive(self, uid: str, run: Callable[[], Awaitable[Any]], *, wait: bool = True) -> None:
         """Run ``run`` alone for one pipeline. With ``wait=False`` a busy pipeline is only marked dirty."""
@@ -64,6 +66,7 @@ class Operator:
         self.serials.pop(uid, None)
         self.pipelines.pop(uid, None)
         self.unreachable.pop(uid, None)
+        self.refused.pop(uid, None)
         self.phases.pop(key, None)
         self._count_phases()
 
@@ -90,11 +93,17 @@ def _parse_time(value: Any) -> float | None:
         return None
 
 
-async def _check_secrets(op: Operator, namespace: str, spec: PipelineSpec) -> list[st.Problem]:
-    """Every referenced Secret must exist with the keys the workers read (values are never looked at)."""
+async def _check_secrets(
+    op: Operator, namespace: str, spec: PipelineSpec
+) -> tuple[list[st.Problem], dict[str, str]]:
+    """Every referenced Secret must exist with the keys the workers read (values are never looked at).
+    Also returns each existing Secret's ``resourceVersion``: a changed Secret rolls the pods that read it."""
     problems = []
+    versions: dict[str, str] = {}
     for name, keys in spec.secret_refs().items():
         secret = await kube.get(op.api, "v1", "Secret", namespace, name)
+        if secret is not None:
+            versions[name] = str((secret.get("metadata") or {}).get("resourceVersion") or "")
         if secret is None:
             problems.append(
                 st.Problem(
@@ -109,7 +118,7 @@ async def _check_secrets(op: Operator, namespace: str, spec: PipelineSpec) -> li
             problems.append(
                 st.Problem("SecretKeyMissing", f"Secret {name!r} lacks key(s) {', '.join(missing)}")
             )
-    return problems
+    return problems, versions
 
 
 def backend_problem(settings: OperatorSettings, spec: PipelineSpec) -> st.Problem | None:
@@ -143,6 +152,7 @@ async def _scrape(
             builders.metrics_service_name(meta["name"]),
             backlog_metric=op.settings.backlog_metric,
             store_metric=op.settings.store_metric,
+            error_metric=op.settings.store_error_metric,
             scrape_timeout=op.settings.backlog_scrape_timeout_seconds,
         )
     except kube.ApiError as exc:
@@ -159,6 +169,34 @@ def store_problem(unreachable: Mapping[str, Sequence[str]]) -> st.Problem | None
         for store, pods in sorted(unreachable.items())
     ]
     return st.Problem("StoreUnreachable", "; ".join(parts))
+
+
+def store_secret(spec: PipelineSpec, store: str) -> str:
+    """Where ``store``'s credentials come from, in words."""
+    if store == "kafka":
+        ref = spec.source.auth_secret_ref
+        return f"Secret {ref.name!r} (spec.source.authSecretRef)" if ref else "no Secret (plaintext Kafka)"
+    if store == "mongo":
+        return f"Secret {spec.staging.mongo_secret_ref.name!r} (spec.staging.mongoSecretRef, key uri)"
+    if store == "mysql":
+        return f"Secret {spec.sink.secret_ref.name!r} (spec.sink.secretRef, keys username, password)"
+    return "its Secret"
+
+
+def auth_problem(refused: Mapping[str, Sequence[str]], spec: PipelineSpec) -> st.Problem | None:
+    """``StoreAuthFailed`` naming each store that refuses the credentials, the Secret they come from and the
+    worker pods it refuses. A changed Secret rolls those pods (its resourceVersion is in their template)."""
+    if not refused:
+        return None
+    parts = [
+        f"{STORE_NAMES.get(store, store)} refused the credentials from {store_secret(spec, store)} "
+        f"for {', '.join(pods)}"
+        for store, pods in sorted(refused.items())
+    ]
+    return st.Problem(
+        "StoreAuthFailed",
+        "; ".join(parts) + ": fix the Secret; the workers retry and roll when it changes",
+    )
 
 
 async def _autoscale(
@@ -242,7 +280,7 @@ async def _reconcile(
         return await _write_status(op, body, observed, previous, logger=logger)
 
     owner = builders.Owner.from_body(body)
-    problems = await _check_secrets(op, namespace, spec)
+    problems, secret_versions = await _check_secrets(op, namespace, spec)
     unavailable = backend_problem(op.settings, spec)
     if unavailable is not None:
         problems.append(unavailable)
@@ -250,8 +288,13 @@ async def _reconcile(
     scrape = await _scrape(op, body, spec, logger=logger) if autoscale else None
     if spec.state is State.PAUSED:
         op.unreachable.pop(uid, None)
+        op.refused.pop(uid, None)
     elif scrape is not None:
         op.unreachable[uid] = scrape.unreachable()
+        op.refused[uid] = scrape.refused()
+    refused = auth_problem(op.refused.get(uid, {}), spec)
+    if refused is not None:
+        problems.append(refused)
     unreachable = store_problem(op.unreachable.get(uid, {}))
     if unreachable is not None:
         problems.append(unreachable)
@@ -264,6 +307,7 @@ async def _reconcile(
         default_pull_policy=op.settings.worker_image_pull_policy,
         autoscaled=autoscaled,
         service_monitor=with_monitor,
+        secret_versions=secret_versions,
     )
 
     rollouts: dict[str, st.Rollout] = {}

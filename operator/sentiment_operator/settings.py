@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sentiment_workers.config import BACKLOG_METRIC, STORE_UP_METRIC
+from sentiment_workers.config import BACKLOG_METRIC, STORE_ERROR_METRIC, STORE_UP_METRIC
 
 
 class OperatorSettings(BaseSettings):
@@ -40,6 +40,11 @@ class OperatorSettings(BaseSettings):
     store_metric: str = Field(
         STORE_UP_METRIC,
         description="Gauge (label store) the workers export: 1 while they reach the store, else 0.",
+    )
+    store_error_metric: str = Field(
+        STORE_ERROR_METRIC,
+        description="Gauge (labels store, kind) the workers export: kind auth is 1 while the store refuses "
+        "their credentials.",
     )
     backlog_scrape_timeout_seconds: float = Field(2.0, gt=0)
     api_connections: int = Field(

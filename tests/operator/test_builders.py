@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from sentiment_operator.builders import (
+    ANNOTATION_SECRETS_VERSION,
     CONSUMER,
     INFERENCE,
     Owner,
     build_children,
     build_deployment,
+    component_secrets,
     config_hash,
     desired_replicas,
     worker_settings,
@@ -45,6 +47,37 @@ def test_topic_change_touches_only_the_consumer_hash():
     after = parse_spec({**BASE, "source": {"bootstrapServers": "k:9092", "topic": "other"}})
     assert config_hash(parse_spec(BASE), CONSUMER) != config_hash(after, CONSUMER)
     assert config_hash(parse_spec(BASE), INFERENCE) == config_hash(after, INFERENCE)
+
+
+def test_a_changed_secret_rolls_only_the_workers_that_read_it():
+    """Environment variables from a Secret are read when a container starts: a fixed password reaches the
+    workers only if their pods restart. The pod template carries a digest of the resourceVersion of each
+    Secret its component reads (never the values): the MySQL Secret rolls inference only, the Mongo Secret
+    both."""
+    spec = parse_spec(BASE)
+    assert component_secrets(spec, CONSUMER) == ["mongo"]
+    assert component_secrets(spec, INFERENCE) == ["mongo", "mysql"]
+
+    def versions(**changed: str) -> dict[str, str]:
+        annotations = {}
+        for component in (CONSUMER, INFERENCE):
+            deployment = build_deployment(
+                spec,
+                OWNER,
+                component,
+                default_image="i",
+                secret_versions={"mongo": "1", "mysql": "1", **changed},
+            )
+            annotations[component] = deployment["spec"]["template"]["metadata"]["annotations"][
+                ANNOTATION_SECRETS_VERSION
+            ]
+        return annotations
+
+    base, mysql, mongo = versions(), versions(mysql="2"), versions(mongo="2")
+    assert mysql[INFERENCE] != base[INFERENCE] and mysql[CONSUMER] == base[CONSUMER]
+    assert mongo[INFERENCE] != base[INFERENCE] and mongo[CONSUMER] != base[CONSUMER]
+    without = build_deployment(spec, OWNER, INFERENCE, default_image="i")
+    assert ANNOTATION_SECRETS_VERSION not in without["spec"]["template"]["metadata"]["annotations"]
 
 
 def test_builders_are_deterministic():

@@ -567,6 +567,125 @@ async def test_a_store_the_workers_cannot_reach_is_named_in_the_status_and_recov
     assert healed["status"] == "False"
 
 
+async def _point_endpoints(
+    api: client.ApiClient, namespace: str, service: str, exporters: list[tuple[str, int]], ready: set[str]
+) -> None:
+    """Play the endpoints controller: the metrics Service's Endpoints list each (pod, port) of ``exporters``
+    on this host, in ``addresses`` when the pod is in ``ready``, else in ``notReadyAddresses``."""
+    ip = host_ip()
+
+    def address(pod: str) -> Any:
+        return client.V1EndpointAddress(ip=ip, target_ref=client.V1ObjectReference(kind="Pod", name=pod))
+
+    subsets = [
+        client.V1EndpointSubset(
+            addresses=[address(pod)] if pod in ready else None,
+            not_ready_addresses=None if pod in ready else [address(pod)],
+            ports=[client.CoreV1EndpointPort(name="metrics", port=port)],
+        )
+        for pod, port in exporters
+    ]
+    body = client.V1Endpoints(metadata=client.V1ObjectMeta(name=service), subsets=subsets)
+    core = client.CoreV1Api(api)
+    try:
+        await core.replace_namespaced_endpoints(service, namespace, body)
+    except ApiException as exc:
+        assert exc.status == 404
+        await core.create_namespaced_endpoints(namespace, body)
+
+
+SECRETS_VERSION = f"{GROUP}/secrets-version"
+
+
+async def test_credentials_a_store_refuses_are_named_in_the_status_a_fixed_secret_rolls_the_workers(
+    api, namespace, run_operator
+):
+    """A wrong MySQL password crash-looped the inference worker and the status said RollingOut. The workers
+    keep running and export sentiment_store_error{store,kind="auth"} (the workers' own PipelineMetrics
+    here, served over HTTP); the operator reports Degraded StoreAuthFailed naming the store, the Secret the
+    pipeline references for it and the pods. Fixing the Secret rolls the Deployments that read it (its
+    resourceVersion is in their pod template), and the status recovers by itself."""
+    from sentiment_workers.metrics import PipelineMetrics
+
+    await create_secrets(api, namespace, "a")
+    ip = host_ip()
+    pods = {"consumer": "a-consumer-7d9f-a", "inference": "a-inference-5c8b-b"}
+    workers: dict[str, PipelineMetrics] = {}
+    exporters: list[tuple[str, int]] = []
+    servers = []
+    for component, pod in pods.items():
+        workers[component] = PipelineMetrics(CollectorRegistry())
+        workers[component].store_reached("mongo")
+        port = free_port()
+        exporters.append((pod, port))
+        servers.append(start_http_server(port, addr=ip, registry=workers[component].registry))
+    workers["inference"].store_reached("mysql")
+
+    async def cond(ctype: str, status: str) -> dict[str, Any]:
+        found = await _condition(api, namespace, "a", ctype)
+        assert found["status"] == status, found
+        return found
+
+    async def template_versions() -> dict[str, str]:
+        return {
+            c: (await _deployment(api, namespace, f"a-{c}"))["spec"]["template"]["metadata"]["annotations"][
+                SECRETS_VERSION
+            ]
+            for c in pods
+        }
+
+    try:
+        await _point_endpoints(api, namespace, "a-metrics", exporters, ready=set(pods.values()))
+        with run_operator(namespace):
+            await _create(api, namespace, pipeline("a", namespace))
+            await eventually(lambda: _deployment(api, namespace, "a-inference"))
+            for component in pods:
+                await _play_deployment_controller(api, namespace, f"a-{component}", ready=1)
+            await eventually(lambda: cond("Ready", "True"))
+            before = await template_versions()
+
+            # MySQL refuses the inference worker's credentials: it keeps running, unready, and says why.
+            workers["inference"].store_failed(
+                "mysql", "auth", "MySQL refused the credentials (OperationalError: (1045, 'Access denied'))"
+            )
+            await _point_endpoints(api, namespace, "a-metrics", exporters, ready={pods["consumer"]})
+            await _play_deployment_controller(api, namespace, "a-inference", ready=0)
+            degraded = await eventually(lambda: cond("Degraded", "True"))
+            not_ready = await cond("Ready", "False")
+            events = await _events(api, namespace, "a")
+
+            # The Secret is fixed: the inference pods roll (the consumer does not read that Secret).
+            await client.CoreV1Api(api).patch_namespaced_secret(
+                "a-mysql", namespace, {"stringData": {"password": "the-right-one"}}
+            )
+
+            async def rolled() -> dict[str, str]:
+                now = await template_versions()
+                assert now["inference"] != before["inference"], now
+                return now
+
+            after = await eventually(rolled)
+            workers["inference"].store_reached("mysql")
+            await _point_endpoints(api, namespace, "a-metrics", exporters, ready=set(pods.values()))
+            await _play_deployment_controller(api, namespace, "a-inference", ready=1)
+            healed = await eventually(lambda: cond("Degraded", "False"))
+            back = await eventually(lambda: cond("Ready", "True"))
+    finally:
+        for server, thread in servers:
+            server.shutdown()
+            thread.join(timeout=5)
+
+    expected = (
+        "MySQL refused the credentials from Secret 'a-mysql' (spec.sink.secretRef, keys username, password) "
+        "for a-inference-5c8b-b: fix the Secret; the workers retry and roll when it changes"
+    )
+    assert degraded["reason"] == "StoreAuthFailed" and degraded["message"] == expected, degraded
+    assert not_ready["reason"] == "StoreAuthFailed"
+    assert ("Warning", "StoreAuthFailed", expected) in events
+    assert after["consumer"] == before["consumer"]
+    assert healed["reason"] == "AsExpected" and back["reason"] == "WorkersReady"
+
+
 async def test_operator_exposes_metrics_and_a_liveness_probe(api, namespace, run_operator, operator_env):
     await create_secrets(api, namespace, "h")
     health = free_port()
