@@ -4,6 +4,7 @@ the /metrics endpoint the workers expose."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -140,3 +141,32 @@ def test_metrics_endpoint_serves_prometheus_text():
         "sentiment_end_to_end_latency_seconds_bucket",
     ):
         assert name in body or f"# TYPE {name.rsplit('_bucket', 1)[0]}" in body
+
+
+BAD_ARGUMENTS = [
+    (("dead-letters", "list", "--limit", "abc"), "invalid value for '--limit'", "dead-letters list"),
+    (("dead-letters", "list", "--limt", "3"), "no such option: --limt", "dead-letters list"),
+    (("dead-letters", "nope"), "no such command 'nope'", "dead-letters"),
+    (("nope",), "no such command 'nope'", ""),
+    (("infer", "--claim-size", "0"), "invalid value for '--claim-size'", "infer"),
+    (("consume", "--session-timeout-ms", "soon"), "invalid value for '--session-timeout-ms'", "consume"),
+    (("classify", "--batch-size", "0", "text"), "invalid value for '--batch-size'", "classify"),
+    (("train", "--seed", "x"), "invalid value for '--seed'", "train"),
+    (("report", "extra"), "got unexpected extra argument", "report"),
+    (("reconcile", "--expect-drained", "--nope"), "no such option: --nope", "reconcile"),
+]
+
+
+def test_a_bad_argument_is_one_clear_line_for_every_command():
+    """Typer/click printed a multi-line usage box. Every command's usage errors are now one line on stderr,
+    ``error: <what> (see '<command> --help')``, exit status 2, no traceback; --help still works."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")} | {"PYTHONPATH": str(ROOT)}
+    for args, says, command in BAD_ARGUMENTS:
+        result = cli(*args, env=env)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith(f"error: {says}"), (args, result.stderr)
+        assert lines[0].endswith(f"(see '{' '.join(['sentiment-pipeline', command]).strip()} --help')"), lines
+        assert result.stdout == ""
+    helped = cli("dead-letters", "list", "--help", env=env)
+    assert helped.returncode == 0 and "--limit" in helped.stdout and helped.stderr == ""
