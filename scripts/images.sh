@@ -220,6 +220,17 @@ build() {
     *) ref_of "$image" >/dev/null ;;
     esac
   done
+  prune "$b"
+}
+
+# Superseded images (a rebuilt tag leaves its old image behind, untagged) and their layers; the layer cache of
+# the current images stays.
+prune() { # builder
+  if [ "$1" = docker ]; then
+    docker image prune -f >/dev/null
+  else
+    "${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
+  fi
 }
 
 # ------------------------------------------------------------------------------------------------------- import
