@@ -122,6 +122,66 @@ def test_readiness_says_first_which_store_refused_the_credentials_in_its_words()
     )
 
 
+async def test_a_user_who_may_read_but_not_write_stays_unready_though_the_probe_answers(services, config):
+    """SELECT 1 works for a SELECT-only MariaDB user, the worker's writes do not (1142 command denied): the
+    probe's answer must not turn the worker ready while its real calls are refused."""
+    from sentiment_workers.adapters import mysql
+    from sentiment_workers.adapters.mysql import Warehouse
+    from sentiment_workers.reachability import StoreProbe, probe_once
+    from sentiment_workers.retry import with_retries
+
+    metrics = PipelineMetrics(CollectorRegistry())
+    heartbeat = Heartbeat(timeout_s=60)
+    heartbeat.beat()
+    reader = await Warehouse.connect(
+        config.model_copy(
+            update={
+                "mysql_user": services.env["BI_MYSQL_USER"],
+                "mysql_password": SecretStr(services.env["BI_MYSQL_PASSWORD"]),
+            }
+        ),
+        maxsize=1,
+    )
+    schema = asyncio.create_task(
+        with_retries(
+            reader.ensure_schema,
+            store="mysql",
+            is_transient=mysql.is_transient,
+            is_auth_error=mysql.is_auth_error,
+            metrics=metrics,
+            auth_max_wait=0.2,
+        )
+    )
+    try:
+        while metrics.store_fault("mysql") != "auth":
+            assert not schema.done(), schema
+            await asyncio.sleep(0.05)
+        assert await probe_once(
+            "mysql", StoreProbe(reader.ping, mysql.is_auth_error), metrics, probe_timeout=5
+        )
+        ready, reason = readiness(metrics.registry, heartbeat, metrics.store_faults)
+        assert not schema.done(), "refused rights are retried, not raised"
+    finally:
+        schema.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await schema
+        await reader.close()
+    assert not ready and reason.startswith("credentials refused: MySQL refused the credentials ("), reason
+    assert "1142" in reason and "command denied" in reason
+
+
+def test_a_probe_does_not_clear_rights_a_real_call_was_refused_until_a_call_succeeds():
+    metrics = PipelineMetrics(CollectorRegistry())
+    metrics.store_failed("mysql", "auth", "MySQL refused the credentials (1142)")
+    metrics.store_reached("mysql", probe=True)
+    metrics.store_failed("mysql", "unreachable", "MySQL unreachable (probe timeout)", probe=True)
+    assert metrics.store_fault("mysql") == "auth"
+    metrics.store_reached("mysql")
+    assert metrics.store_fault("mysql") is None
+    metrics.store_reached("mysql", probe=True)
+    assert metrics.registry.get_sample_value("sentiment_store_up", {"store": "mysql"}) == 1
+
+
 class TcpProxy:
     """A TCP port that refuses connections until :meth:`open`, then forwards them to ``target``: a store that
     is unreachable, then there, at one address (the shared test servers keep running meanwhile)."""

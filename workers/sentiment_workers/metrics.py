@@ -99,21 +99,31 @@ class PipelineMetrics:
         )
         self.store_faults: dict[str, str] = {}
         """``{store: what went wrong}`` while a store cannot be used, for ``/readyz`` (one line each)."""
+        self.refused_calls: set[str] = set()
+        """Stores that refused the credentials or rights on a real call (not only on a probe)."""
         self.offsets_committed = Counter(
             "sentiment_kafka_offset_commits_total",
             "Offset commits after a batch was durable in staging.",
             registry=r,
         )
 
-    def store_reached(self, store: str) -> None:
-        """The worker used ``store``: up, no fault."""
+    def store_reached(self, store: str, *, probe: bool = False) -> None:
+        """The worker used ``store``: up, no fault. A probe that succeeds does not clear refused rights seen
+        on a real call (``SELECT 1`` may work for a user who may not write): that call's retry clears it."""
+        if probe and store in self.refused_calls:
+            return
+        self.refused_calls.discard(store)
         self.store_up.labels(store).set(1)
         for kind in STORE_FAULT_KINDS:
             self.store_error.labels(store, kind).set(0)
         self.store_faults.pop(store, None)
 
-    def store_failed(self, store: str, kind: str, message: str) -> None:
+    def store_failed(self, store: str, kind: str, message: str, *, probe: bool = False) -> None:
         """The worker could not use ``store``, because of ``kind`` (see :data:`STORE_FAULT_KINDS`)."""
+        if probe and store in self.refused_calls:
+            return  # the call's refusal stays the reason until a call succeeds
+        if not probe:
+            (self.refused_calls.add if kind == "auth" else self.refused_calls.discard)(store)
         self.store_up.labels(store).set(0)
         for each in STORE_FAULT_KINDS:
             self.store_error.labels(store, each).set(1 if each == kind else 0)

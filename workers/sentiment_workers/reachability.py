@@ -49,7 +49,7 @@ async def probe_once(
         await asyncio.wait_for(probe.call(), probe_timeout)
     except Exception as exc:  # any failure to get an answer means "cannot use it" for readiness
         before = metrics.store_fault(store)
-        kind = record_failure(metrics, store, exc, probe.is_auth_error)
+        kind = record_failure(metrics, store, exc, probe.is_auth_error, probe=True)
         if kind != before:
             log.warning(
                 "store refused the credentials" if kind == "auth" else "store unreachable",
@@ -59,7 +59,7 @@ async def probe_once(
         return False
     if _recorded(metrics, store) is False:
         log.info("store reachable again", store=store)
-    metrics.store_reached(store)
+    metrics.store_reached(store, probe=True)
     return True
 
 

@@ -58,11 +58,14 @@ def record_failure(
     store: str,
     exc: BaseException,
     is_auth_error: Callable[[BaseException], bool] = _never,
+    *,
+    probe: bool = False,
 ) -> str:
-    """Record that ``store`` could not be used because of ``exc``; returns the kind of fault."""
+    """Record that ``store`` could not be used because of ``exc`` (on a real call, or on a ``probe``);
+    returns the kind of fault."""
     kind = AUTH if is_auth_error(exc) else UNREACHABLE
     if metrics is not None:
-        metrics.store_failed(store, kind, fault_message(store, kind, exc))
+        metrics.store_failed(store, kind, fault_message(store, kind, exc), probe=probe)
     return kind
 
 

@@ -25,9 +25,15 @@ def run_or_exit(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 def describe_error(exc: BaseException) -> str:
     """``exc`` in one line, naming the server when it is a connection problem."""
-    from sentiment_workers.adapters import mongo, mysql
+    from sentiment_workers.adapters import kafka, mongo, mysql
 
     text = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    if mongo.is_auth_error(exc):
+        return f"MongoDB refused the credentials (SENTIMENT_MONGO_URI): {text}"
+    if mysql.is_auth_error(exc):
+        return f"MySQL refused the credentials (SENTIMENT_MYSQL_USER/PASSWORD): {text}"
+    if kafka.is_auth_error(exc):
+        return f"Kafka refused the credentials (SENTIMENT_KAFKA_SASL_*): {text}"
     if mongo.is_transient(exc):
         return f"cannot reach MongoDB (SENTIMENT_MONGO_URI): {text}"
     if mysql.is_transient(exc):
