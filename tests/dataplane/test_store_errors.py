@@ -551,3 +551,62 @@ async def test_refused_credentials_are_retried_slowly_forever_and_recorded_as_au
     assert metrics.registry.get_sample_value("sentiment_store_up", {"store": "mysql"}) == 1
     assert metrics.registry.get_sample_value("sentiment_store_error", {"store": "mysql", "kind": "auth"}) == 0
     assert "mysql" not in metrics.store_faults
+
+
+# -- batches and rows too large for MariaDB ---------------------------------------------------------
+
+
+def _mariadb_root(services, sql: str) -> str:
+    """Run ``sql`` as MariaDB's root (socket authentication)."""
+    import subprocess
+
+    socket = f"--socket={services.env['MYSQL_ROOT_SOCKET']}"
+    done = subprocess.run(
+        ["mariadb", "--no-defaults", socket, "-uroot", "-N", "-e", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done.stdout.strip()
+
+
+async def test_a_batch_over_max_allowed_packet_is_written_in_parts_and_only_a_row_over_it_is_refused(
+    services, config, warehouse
+):
+    """MariaDB answers a statement over max_allowed_packet with 1153 (a rejection, not a connection loss that
+    would be retried forever): bisection writes the batch in parts that fit, and a row that cannot fit alone
+    is dead-lettered alone. Checked with the server's limit lowered to 64 KiB."""
+    previous = _mariadb_root(services, "SELECT @@global.max_allowed_packet")
+    _mariadb_root(services, "SET GLOBAL max_allowed_packet = 65536")
+    try:
+        small = await mysql.Warehouse.connect(config, maxsize=1)  # new sessions get the new limit
+        rows = [row(f"r{i}", comment="x" * 20_000) for i in range(20)]
+        rows.insert(7, row("too-big", comment="y" * 80_000))
+        try:
+            with pytest.raises(pymysql.err.OperationalError) as over:
+                await small.upsert(rows)
+            written = await write_isolating(rows, small.upsert, is_rejection=mysql.is_rejection)
+        finally:
+            await small.close()
+    finally:
+        _mariadb_root(services, f"SET GLOBAL max_allowed_packet = {int(previous)}")
+    assert over.value.args[0] == 1153 and classes(mysql, over.value) == {"rejection"}
+    assert [(r.id, e.args[0]) for r, e in written.rejected] == [("too-big", 1153)]
+    assert sorted(await warehouse_ids(warehouse)) == sorted(f"r{i}" for i in range(20))
+
+
+async def test_a_row_too_large_for_one_statement_is_refused_before_it_is_sent(warehouse):
+    """A statement over 16 MiB (one protocol packet) can make MariaDB drop the connection mid-statement
+    ("Packet sequence number wrong", seen with a 20 MB row), which looks transient: the worker would retry
+    the same batch forever. Such a row (possible with a large SENTIMENT_MAX_MESSAGE_BYTES) is refused before
+    it is sent (RowTooLarge, a rejection): dead-lettered alone, the others written."""
+    huge = row("huge", comment="z" * 9_000_000, raw_json={"comment": "z" * 9_000_000})
+    with pytest.raises(mysql.RowTooLarge) as refused:
+        await warehouse.upsert([row("a"), huge, row("b")])
+    assert classes(mysql, refused.value) == {"rejection"} and "'huge'" in str(refused.value)
+    written = await write_isolating(
+        [row("a"), huge, row("b")], warehouse.upsert, is_rejection=mysql.is_rejection
+    )
+    assert [r.id for r, _ in written.rejected] == ["huge"]
+    assert sorted(await warehouse_ids(warehouse)) == ["a", "b"]

@@ -77,6 +77,31 @@ AUTH_CODES = frozenset(
         4151,  # ER_ACCOUNT_HAS_BEEN_LOCKED (MariaDB)
     }
 )
+# One MySQL protocol packet carries 16 MiB - 1; a statement over it is split over several packets. Against a
+# statement over max_allowed_packet, MariaDB answers 1153 (a rejection) or, depending on timing, drops the
+# connection mid-statement (seen: "Packet sequence number wrong" on a 20 MB statement, which looks transient
+# and would be retried forever). pymysql's executemany keeps multi-row statements under ~1 MB, so only a
+# single row can get there: it is refused before it is sent (the statement's text fits in the margin).
+MAX_ROW_BYTES = 16 * 1024 * 1024 - 64 * 1024
+_ESCAPED = b"\\'\"\0\n\r\x1a"
+
+
+class RowTooLarge(ValueError):
+    """A row whose values are too large for one MySQL statement: refused before it is sent."""
+
+
+def row_bytes(params: Sequence[Any]) -> int:
+    """The size of a row's values in a statement: UTF-8 bytes plus one per character MySQL escapes."""
+    size = 0
+    for value in params:
+        if isinstance(value, str):
+            data = value.encode("utf-8", "surrogatepass")
+            size += len(data) + sum(data.count(c) for c in _ESCAPED)
+        else:
+            size += 32
+    return size
+
+
 # Client-side errors raised while encoding one row's values.
 _ENCODING_ERRORS = (UnicodeError, OverflowError, RecursionError)
 
@@ -122,7 +147,7 @@ def is_rejection(exc: BaseException) -> bool:
     so it propagates instead of dead-lettering the stream one message at a time (refused credentials or
     rights, :func:`is_auth_error`, are retried slowly instead).
     """
-    if isinstance(exc, _ENCODING_ERRORS):
+    if isinstance(exc, (*_ENCODING_ERRORS, RowTooLarge)):
         return True
     if isinstance(exc, pymysql.err.DataError | pymysql.err.IntegrityError):
         return True
@@ -283,9 +308,20 @@ class Warehouse:
             self.pool.release(conn)
 
     async def upsert(self, rows: Sequence[WarehouseRow]) -> None:
-        """Write a batch in ONE transaction (executemany, ``ON DUPLICATE KEY UPDATE``)."""
-        if rows:
-            await self._execute(upsert_sql(self.table), [r.params() for r in rows], many=True)
+        """Write a batch in ONE transaction (executemany, ``ON DUPLICATE KEY UPDATE``). A row too large for
+        one statement raises :class:`RowTooLarge` (a rejection) before anything is sent; a batch over the
+        server's ``max_allowed_packet`` gets 1153 (a rejection too: bisection writes it in smaller parts)."""
+        if not rows:
+            return
+        params = [r.params() for r in rows]
+        for r, p in zip(rows, params, strict=True):
+            size = row_bytes(p)
+            if size > MAX_ROW_BYTES:
+                raise RowTooLarge(
+                    f"row {r.id[:100]!r}: {size} bytes of values, over the {MAX_ROW_BYTES} one MySQL "
+                    "statement can carry"
+                )
+        await self._execute(upsert_sql(self.table), params, many=True)
 
     async def count(self) -> int:
         rows = await self._execute(f"SELECT COUNT(*) FROM {quote_identifier(self.table)}")
