@@ -76,7 +76,7 @@ def promtool() -> str:
 def test_alert_rules_pass_promtool_check(rules_file: Path) -> None:
     result = subprocess.run([promtool(), "check", "rules", str(rules_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "7 rules found" in result.stdout
+    assert "8 rules found" in result.stdout
 
 
 def test_alerts_fire_on_a_growing_backlog_and_on_dead_letters_but_not_when_healthy(
@@ -203,6 +203,62 @@ def test_the_dead_letter_ratio_alert_fires_above_five_percent_of_consumed_messag
         ],
     }
     test_file = tmp_path / "ratio_test.yaml"
+    test_file.write_text(yaml.safe_dump(tests, width=1000))
+    result = subprocess.run([promtool(), "test", "rules", str(test_file)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_credentials_alert_fires_when_a_store_refuses_the_workers_for_five_minutes(
+    rules_file: Path, tmp_path: Path
+) -> None:
+    """A store that refuses the credentials (sentiment_store_error{kind="auth"} 1) alerts after 5 minutes,
+    naming the store; an unreachable store (kind="unreachable") is not a credentials problem."""
+    tests = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": 'sentiment_store_error{namespace="a",store="mysql",kind="auth"}',
+                        "values": "1x30",
+                    },
+                    {
+                        "series": 'sentiment_store_error{namespace="b",store="mongo",kind="auth"}',
+                        "values": "0x30",
+                    },
+                    {
+                        "series": 'sentiment_store_error{namespace="b",store="mongo",kind="unreachable"}',
+                        "values": "1x30",
+                    },
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "3m", "alertname": "SentimentStoreCredentialsRefused", "exp_alerts": []},
+                    {
+                        "eval_time": "10m",
+                        "alertname": "SentimentStoreCredentialsRefused",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"namespace": "a", "store": "mysql", "severity": "critical"},
+                                "exp_annotations": {
+                                    "summary": "mysql refuses the workers' credentials in a",
+                                    "description": (
+                                        "A worker's user or password for mysql is refused (wrong Secret,"
+                                        " missing grant, expired password). The workers keep retrying and"
+                                        " lose nothing, but no data flows. The pipeline's Degraded condition"
+                                        " (reason StoreAuthFailed) names the Secret: fix it and the operator"
+                                        " rolls the workers that read it."
+                                    ),
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "alerts_test.yaml"
     test_file.write_text(yaml.safe_dump(tests, width=1000))
     result = subprocess.run([promtool(), "test", "rules", str(test_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
