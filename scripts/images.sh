@@ -12,6 +12,8 @@
 #                                        (scripts/node-cluster.sh; default: all of them); unchanged ones are skipped
 #   scripts/images.sh refs [IMAGE...]    print the image references
 #   scripts/images.sh sizes [IMAGE...]   print each image's size
+#   scripts/images.sh prune              remove untagged images (superseded ones and the layer cache; buildah's
+#                                        store grows by about a worker image per rebuild of changed code)
 #
 # Builders: with a Docker engine that answers (`docker info`), `docker build`. Without one, buildah (installed from
 # Debian when missing), daemonless: the Dockerfiles' base image (FROM python:3.11.13-slim-bookworm) cannot be pulled
@@ -220,11 +222,10 @@ build() {
     *) ref_of "$image" >/dev/null ;;
     esac
   done
-  prune "$b"
 }
 
-# Superseded images (a rebuilt tag leaves its old image behind, untagged) and their layers; the layer cache of
-# the current images stays.
+# Untagged images: those a rebuilt tag left behind, and the build cache. Not automatic: it also drops the cached
+# last step of each build stage (nothing refers to it), so the next build redoes those steps.
 prune() { # builder
   if [ "$1" = docker ]; then
     docker image prune -f >/dev/null
@@ -298,8 +299,9 @@ build) build "$@" ;;
 import) import "$@" ;;
 refs) for i in "${@:-${ALL_IMAGES[@]}}"; do ref_of "$i"; done ;;
 sizes) sizes "$@" ;;
+prune) prune "$(builder)" ;;
 *)
-  echo "usage: $0 build|import|refs|sizes [IMAGE...]   (IMAGE: ${ALL_IMAGES[*]})" >&2
+  echo "usage: $0 build|import|refs|sizes|prune [IMAGE...]   (IMAGE: ${ALL_IMAGES[*]})" >&2
   exit 2
   ;;
 esac
