@@ -371,3 +371,44 @@ def test_a_worker_whose_credentials_are_refused_keeps_running_says_so_and_recove
             process.kill()
             _, stderr = process.communicate()
     assert "Traceback" not in stderr, stderr[-2000:]
+
+
+async def test_refused_credentials_back_off_from_one_second_however_long_the_store_was_down_before():
+    """A store down for a long time (many fast retries) that then refuses the credentials (a server still
+    initialising its users, a Secret fixed a moment late) waits 1 s, 2 s, 4 s... from the first refusal, not
+    the 60 s cap at once; an outage after refusals starts fast again (waits read from the retry log)."""
+    from sentiment_workers.retry import with_retries
+    from structlog.testing import capture_logs
+
+    class Refused(Exception):
+        pass
+
+    failures = [ConnectionError("down")] * 12 + [Refused("denied")] * 3 + [ConnectionError("down again")]
+
+    async def operation() -> str:
+        if failures:
+            raise failures.pop(0)
+        return "written"
+
+    real_sleep = asyncio.sleep
+    slept: list[float] = []
+
+    async def no_sleep(seconds: float) -> None:  # the waits are what is checked, not the clock
+        slept.append(seconds)
+        await real_sleep(0)
+
+    with capture_logs() as logs, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(asyncio, "sleep", no_sleep)
+        result = await with_retries(
+            operation,
+            store="mysql",
+            is_transient=lambda exc: isinstance(exc, ConnectionError),
+            is_auth_error=lambda exc: isinstance(exc, Refused),
+        )
+    assert result == "written"
+    waits = [entry["wait_s"] for entry in logs if entry["log_level"] == "warning"]
+    assert len(waits) == 16 and slept == pytest.approx(waits, abs=0.01)
+    assert max(waits[:12]) <= 5.1  # fast retries while unreachable, capped at 5 s
+    refusals = waits[12:15]
+    assert [int(w) for w in refusals] == [1, 2, 4]  # 1 s doubling, plus up to 1 s of jitter
+    assert waits[15] <= 5.1  # unreachable again: the fast backoff, not the refusals' streak

@@ -89,3 +89,14 @@ def test_table_names_are_validated():
     with pytest.raises(ValueError):
         quote_identifier("a-b")
     assert quote_identifier("dw_messages") == "`dw_messages`"
+
+
+async def test_a_table_that_vanished_is_recreated_by_the_next_batch(warehouse):
+    """MySQL back without its data (an emptyDir, a restore without the table, a DROP by hand): the next upsert
+    creates the table and writes the batch, instead of failing the worker (whose claim would then wait out its
+    lease before anyone retried it)."""
+    await warehouse.upsert([row(i) for i in range(3)])
+    await warehouse._execute(f"DROP TABLE `{warehouse.table}`")
+    await warehouse.upsert([row(i) for i in range(3, 8)])
+    ids = {r[0] for r in await warehouse._execute(f"SELECT id FROM `{warehouse.table}`")}
+    assert ids == {f"id-{i}" for i in range(3, 8)}

@@ -20,6 +20,7 @@ in words and the operator's status reads both.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -82,14 +83,19 @@ async def with_retries(
     """Await ``operation()`` until it succeeds, backing off on transient errors (0.1 s doubling to
     ``max_wait``) and on refused credentials (1 s doubling to ``auth_max_wait``)."""
     fast = wait_exponential(multiplier=0.1, max=max_wait) + wait_random(0, 0.1)
-    slow = wait_exponential(multiplier=1, min=1, max=auth_max_wait) + wait_random(0, 1)
+    auth_streak = 0  # refusals in a row: the slow backoff starts at 1 s, however long the store was down
 
     def _exception(state: RetryCallState) -> BaseException | None:
         return state.outcome.exception() if state.outcome else None
 
     def _wait(state: RetryCallState) -> float:
+        nonlocal auth_streak
         exc = _exception(state)
-        return slow(state) if exc is not None and is_auth_error(exc) else fast(state)
+        if exc is not None and is_auth_error(exc):
+            auth_streak += 1
+            return min(2.0 ** (auth_streak - 1), auth_max_wait) + random.uniform(0, 1)  # noqa: S311
+        auth_streak = 0
+        return fast(state)
 
     def _before_sleep(state: RetryCallState) -> None:
         exc = _exception(state)

@@ -83,6 +83,7 @@ AUTH_CODES = frozenset(
 # and would be retried forever). pymysql's executemany keeps multi-row statements under ~1 MB, so only a
 # single row can get there: it is refused before it is sent (the statement's text fits in the margin).
 MAX_ROW_BYTES = 16 * 1024 * 1024 - 64 * 1024
+NO_SUCH_TABLE = 1146  # ER_NO_SUCH_TABLE
 _ESCAPED = b"\\'\"\0\n\r\x1a"
 
 
@@ -321,7 +322,15 @@ class Warehouse:
                     f"row {r.id[:100]!r}: {size} bytes of values, over the {MAX_ROW_BYTES} one MySQL "
                     "statement can carry"
                 )
-        await self._execute(upsert_sql(self.table), params, many=True)
+        try:
+            await self._execute(upsert_sql(self.table), params, many=True)
+        except pymysql.err.MySQLError as exc:
+            if error_code(exc) != NO_SUCH_TABLE:
+                raise
+            # The table is gone (a server back empty, a table dropped by hand): create it as a worker does at
+            # start and write again, rather than exiting and leaving this claim leased until it expires.
+            await self.ensure_schema()
+            await self._execute(upsert_sql(self.table), params, many=True)
 
     async def count(self) -> int:
         rows = await self._execute(f"SELECT COUNT(*) FROM {quote_identifier(self.table)}")
