@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 .PHONY: help setup services services-down cluster cluster-down node-cluster node-cluster-down node-cluster-wipe demo test test-all e2e lint format bench train chart-lint chart-sync images clean
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-15s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 setup: ## Create .venv with every extra installed
 	@bash scripts/bootstrap.sh
@@ -81,5 +81,5 @@ images: ## Build the operator and worker images: docker where a Docker engine an
 	@bash scripts/images.sh build operator worker
 	@bash scripts/images.sh sizes operator worker
 
-clean: services-down cluster-down ## Stop everything and remove local state (.dev)
+clean: services-down cluster-down node-cluster-wipe ## Stop everything and remove local state (.dev)
 	rm -rf .dev

@@ -367,9 +367,15 @@ down() {
 
 wipe() {
   down quiet
-  if [ -e "/run/netns/$NETNS" ]; then ip netns del "$NETNS"; fi
-  ip link del "$VETH" 2>/dev/null || true
-  [ "$(cat "$OWNER" 2>/dev/null)" != "$NODE_DIR" ] || rm -f "$OWNER"
+  local owner
+  owner=$(cat "$OWNER" 2>/dev/null || true)
+  if [ -z "$owner" ] || [ "$owner" = "$NODE_DIR" ]; then
+    if [ -e "/run/netns/$NETNS" ]; then ip netns del "$NETNS"; fi
+    ip link del "$VETH" 2>/dev/null || true
+    rm -f "$OWNER"
+  else
+    log "network namespace $NETNS belongs to the cluster of $owner: left in place"
+  fi
   rm -rf --one-file-system "$NODE_DIR"
   log "wiped"
 }
