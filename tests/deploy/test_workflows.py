@@ -97,7 +97,7 @@ def test_ci_runs_make_test_and_the_chart_and_lint_targets(workflows: dict[str, d
     ci = workflows["ci.yml"]
     runs = _runs(ci)
     assert re.search(r"^make test$", runs, re.MULTILINE), "CI must run exactly `make test`"
-    # ...without the e2e suite, which needs network namespaces a job container lacks (e2e.yml runs it on kind).
+    # ...without the e2e suite: a job container cannot create network namespaces (e2e.yml runs it on kind).
     step = next(s for s in ci["jobs"]["test"]["steps"] if s.get("run") == "make test")
     assert step["env"]["E2E"] == "0"
     assert "make lint" in runs and "make chart-lint" in runs
