@@ -293,8 +293,10 @@ up() {
   # Cluster DNS: dnsmasq on the node's address; NXDOMAIN for every name it does not know (--local=/#/), else glibc
   # answers EAI_AGAIN while walking the search list.
   touch "$NODE_DIR/dns/hosts"
+  # --user=root: dnsmasq otherwise drops to "nobody", who cannot read the hosts file when the checkout lies under
+  # a private directory (a `mktemp -d` clone, as CI makes: mode 700), and every name fails (seen in CI).
   start dnsmasq dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$NODE_DIR/dns/hosts" \
-    --listen-address="$NODE_IP" --bind-interfaces --port=53 --local=/#/ --log-facility=-
+    --listen-address="$NODE_IP" --bind-interfaces --port=53 --local=/#/ --log-facility=- --user=root
   start dns-sync bash "$ROOT/scripts/node-cluster.sh" dns-sync
 
   start kubelet "$KBIN/kubelet" --kubeconfig="$KUBECONFIG_FILE" --config="$NODE_DIR/kubelet.yaml" \
