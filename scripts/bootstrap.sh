@@ -23,7 +23,7 @@ install() {
 install "$VENV/bin/pip" install --quiet --upgrade pip wheel
 # torch first, pinned to the CPU build, so nothing pulls CUDA wheels.
 install "$VENV/bin/pip" install --quiet "torch==2.13.0"
-install "$VENV/bin/pip" install --quiet -e ".[operator,workers,model,train,services,dev]"
+install "$VENV/bin/pip" install --quiet -e ".[operator,workers,model,train,batch,tracking,spark,services,dev]"
 rm -f "$VENV"/.installed-*
 touch "$stamp"
 echo "bootstrap: $VENV ready"
