@@ -13,6 +13,7 @@ are one line too (:mod:`sentiment_workers.cli._errors`, exit 1).
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
 
 import typer
@@ -29,19 +30,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_SUBCOMMAND_MODULES = (
-    "produce",
-    "consume",
-    "infer",
-    "classify",
-    "report",
-    "train",
-    "metabase",
-    "dead_letters",
-    "reconcile",
-)
 
-for _name in _SUBCOMMAND_MODULES:
+def _subcommand_modules() -> list[str]:
+    """Every public module of this package is one subcommand (``register(app)``): adding a command is adding a
+    module, never editing a list here."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+for _name in _subcommand_modules():
     importlib.import_module(f"{__name__}.{_name}").register(app)
 
 
