@@ -170,3 +170,33 @@ def test_a_bad_argument_is_one_clear_line_for_every_command():
         assert result.stdout == ""
     helped = cli("dead-letters", "list", "--help", env=env)
     assert helped.returncode == 0 and "--limit" in helped.stdout and helped.stderr == ""
+
+
+UNREACHABLE = [
+    (("report",), "error: cannot reach MySQL (SENTIMENT_MYSQL_HOST/PORT): "),
+    (("report", "--json"), "error: cannot reach MySQL (SENTIMENT_MYSQL_HOST/PORT): "),
+    (("dead-letters", "list"), "error: cannot reach MongoDB (SENTIMENT_MONGO_URI): "),
+    (("reconcile",), "error: cannot reach Kafka (SENTIMENT_KAFKA_BOOTSTRAP_SERVERS): "),
+]
+
+
+def test_an_unreachable_server_is_one_clear_line_for_every_command():
+    """Every server on a closed port: each one-shot command says which server it cannot reach and the settings
+    that point at it, in one line on stderr, exit status 1; no traceback, and the libraries' own connection
+    warnings (aiokafka's 'Unable connect to ...', 'Unclosed AIOKafkaConsumer') are not repeated around it."""
+    closed = free_port()  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")} | {
+        "PYTHONPATH": str(ROOT),
+        "SENTIMENT_MYSQL_HOST": "127.0.0.1",
+        "SENTIMENT_MYSQL_PORT": str(closed),
+        "SENTIMENT_MONGO_URI": f"mongodb://127.0.0.1:{closed}/?directConnection=true",
+        "SENTIMENT_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed}",
+    }
+    for args, says in UNREACHABLE:
+        result = cli(*args, env=env)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1, (args, result.stderr)
+        assert len(lines) == 1, (args, result.stderr)
+        assert lines[0].startswith(says), (args, lines[0])
+        assert "Traceback" not in result.stderr
+        assert result.stdout == ""

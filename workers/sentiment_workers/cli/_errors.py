@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -10,17 +11,57 @@ import typer
 T = TypeVar("T")
 
 
-def run_or_exit(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run(main())``; any error becomes one ``error: ...`` line on stderr and exit status 1."""
-    import asyncio
+class _Held(logging.Handler):
+    """Holds the log records of a one-shot command while it runs (libraries log their connection failures,
+    e.g. aiokafka's ``Unable connect to ...``, before raising the error that is then reported)."""
 
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def run_or_exit(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())``; any error becomes one ``error: ...`` line on stderr and exit status 1.
+
+    When logging is not configured (a one-shot command), library warnings go to stderr after a success, as
+    before; after a failure they are dropped: the error line says what went wrong, once."""
+    import asyncio
+    import gc
+    import traceback
+
+    root = logging.getLogger()
+    held = _Held() if not root.handlers else None
+    if held is not None:
+        root.addHandler(held)
     try:
-        return asyncio.run(main())
+        result = asyncio.run(main())
     except (typer.Exit, SystemExit, KeyboardInterrupt):
+        _release(held, replay=True)
         raise
     except Exception as exc:
-        typer.echo(f"error: {describe_error(exc)}", err=True)
+        line = f"error: {describe_error(exc)}"
+        # Clients that failed to start are only warned about ("Unclosed AIOKafkaConsumer") when collected:
+        # collect them now, while their warnings are still held.
+        traceback.clear_frames(exc.__traceback__)
+        del exc
+        gc.collect()
+        _release(held, replay=False)
+        typer.echo(line, err=True)
         raise typer.Exit(1) from None
+    _release(held, replay=True)
+    return result
+
+
+def _release(held: _Held | None, *, replay: bool) -> None:
+    if held is None:
+        return
+    logging.getLogger().removeHandler(held)
+    if replay and logging.lastResort is not None:
+        for record in held.records:
+            logging.lastResort.handle(record)
 
 
 def describe_error(exc: BaseException) -> str:

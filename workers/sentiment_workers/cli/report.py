@@ -21,12 +21,13 @@ def report(
 ) -> None:
     """Total messages, count by sentiment, messages per day. Reads MySQL with SENTIMENT_MYSQL_* settings
     (a read-only user is enough)."""
-    import asyncio
     import json
 
     from sentiment_workers.adapters.mysql import Report, Warehouse
     from sentiment_workers.reporting import draw_report, format_report
     from sentiment_workers.runner import load_config
+
+    from ._errors import run_or_exit
 
     config = load_config()
 
@@ -37,7 +38,7 @@ def report(
         finally:
             await warehouse.close()
 
-    result = asyncio.run(fetch())
+    result = run_or_exit(fetch)
     if as_json:
         payload = {
             "total": result.total,
