@@ -2,17 +2,19 @@
 # Local data-plane servers on 127.0.0.1, for `make demo`, development and the test suite.
 #
 #   scripts/services.sh install                      install what is missing (pip + apt), start nothing
-#   scripts/services.sh start  [kafka mongo mysql prometheus]   idempotent; waits until each answers
-#   scripts/services.sh stop   [kafka mongo mysql prometheus]   by PID; data of mongo/mysql persists
+#   scripts/services.sh start  [kafka mongo mysql prometheus mlflow]   idempotent; waits until each answers
+#   scripts/services.sh stop   [kafka mongo mysql prometheus mlflow]   by PID; data of mongo/mysql/mlflow persists
 #   scripts/services.sh status [...]
 #   scripts/services.sh env                          print the connection settings (shell export lines)
 #
 # Servers (see docs/local-services.md): Tansu (Kafka protocol, memory only), SecantusDB (MongoDB wire protocol),
-# MariaDB (MySQL protocol), Prometheus. Settings, all optional:
+# MariaDB (MySQL protocol), Prometheus; and, only when named, an MLflow tracking server (SQLite backend store,
+# artifacts proxied by the server to a local folder) for tracked training runs. Settings, all optional:
 #   SERVICES_DIR (.dev/services)  KAFKA_PORT (19092)  MONGO_PORT (27018)  MYSQL_PORT (13306)
 #   PROMETHEUS_PORT (19090)  PROMETHEUS_TARGETS (127.0.0.1:9101,127.0.0.1:9102: worker /metrics endpoints)
+#   MLFLOW_PORT (15000)
 # `start` writes $SERVICES_DIR/env with the SENTIMENT_* variables the workers read (sentiment_workers.config),
-# plus BI_MYSQL_USER / BI_MYSQL_PASSWORD (read-only user) and MYSQL_ROOT_SOCKET.
+# plus BI_MYSQL_USER / BI_MYSQL_PASSWORD (read-only user), MYSQL_ROOT_SOCKET and MLFLOW_TRACKING_URI.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,7 +25,9 @@ MONGO_PORT=${MONGO_PORT:-27018}
 MYSQL_PORT=${MYSQL_PORT:-13306}
 PROMETHEUS_PORT=${PROMETHEUS_PORT:-19090}
 PROMETHEUS_TARGETS=${PROMETHEUS_TARGETS:-127.0.0.1:9101,127.0.0.1:9102}
-ALL_SERVICES=(kafka mongo mysql prometheus)
+MLFLOW_PORT=${MLFLOW_PORT:-15000}
+ALL_SERVICES=(kafka mongo mysql prometheus)  # what `start` with no names starts
+KNOWN_SERVICES=("${ALL_SERVICES[@]}" mlflow)  # what `stop`/`status` with no names cover
 MYSQL_DATABASE=sentiment
 MYSQL_APP_USER=sentiment
 MYSQL_BI_USER=bi_reader
@@ -170,6 +174,29 @@ YAML
     || die "prometheus did not start: $(tail -5 "$d/log")"
 }
 
+mlflow_ping() { # the tracking server's health endpoint answers OK
+  "$VENV/bin/python" - "$MLFLOW_PORT" <<'EOF' 2>/dev/null
+import sys, urllib.request
+with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=2) as r:
+    assert r.status == 200
+EOF
+}
+
+start_mlflow() {
+  local d=$SERVICES_DIR/mlflow
+  mkdir -p "$d/artifacts"
+  pid_alive "$d/pid" && return 0
+  port_open "$MLFLOW_PORT" && die "port $MLFLOW_PORT is taken by another process (set MLFLOW_PORT)"
+  [ -x "$VENV/bin/mlflow" ] || die "mlflow is not installed: run scripts/bootstrap.sh (the 'tracking' extra)"
+  # Runs and the registry in SQLite; artifacts uploaded to and served by this server (mlflow-artifacts:/),
+  # so clients need only its URL, never its file system. One worker: a development server.
+  nohup "$VENV/bin/mlflow" server --backend-store-uri "sqlite:///$d/mlflow.db" \
+    --artifacts-destination "$d/artifacts" --serve-artifacts \
+    --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 >"$d/log" 2>&1 &
+  echo $! >"$d/pid"
+  wait_until 180 "mlflow on :$MLFLOW_PORT" mlflow_ping || die "mlflow did not start: $(tail -5 "$d/log")"
+}
+
 write_env() {
   local f=$SERVICES_DIR/env app_pw="" bi_pw=""
   if [ -f "$SERVICES_DIR/mysql/credentials" ]; then
@@ -188,6 +215,7 @@ export BI_MYSQL_USER=$MYSQL_BI_USER
 export BI_MYSQL_PASSWORD='$bi_pw'
 export MYSQL_ROOT_SOCKET=$SERVICES_DIR/mysql/mysqld.sock
 export PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT
+export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
 ENV
   )
   log "connection settings in $f"
@@ -224,9 +252,14 @@ status_one() {
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 services=("$@")
-[ ${#services[@]} -gt 0 ] || services=("${ALL_SERVICES[@]}")
+if [ ${#services[@]} -eq 0 ]; then
+  case "$cmd" in
+    stop | status) services=("${KNOWN_SERVICES[@]}") ;;
+    *) services=("${ALL_SERVICES[@]}") ;;
+  esac
+fi
 for s in "${services[@]}"; do
-  case " ${ALL_SERVICES[*]} " in *" $s "*) ;; *) die "unknown service '$s' (known: ${ALL_SERVICES[*]})" ;; esac
+  case " ${KNOWN_SERVICES[*]} " in *" $s "*) ;; *) die "unknown service '$s' (known: ${KNOWN_SERVICES[*]})" ;; esac
 done
 mkdir -p "$SERVICES_DIR"
 
@@ -242,5 +275,5 @@ case "$cmd" in
     ;;
   status) for s in "${services[@]}"; do status_one "$s"; done ;;
   env) [ -f "$SERVICES_DIR/env" ] && cat "$SERVICES_DIR/env" || die "no $SERVICES_DIR/env yet: run start" ;;
-  *) die "usage: $0 {install|start|stop|status|env} [${ALL_SERVICES[*]}]" ;;
+  *) die "usage: $0 {install|start|stop|status|env} [${KNOWN_SERVICES[*]}]" ;;
 esac
