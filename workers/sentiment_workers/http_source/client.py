@@ -50,7 +50,7 @@ class Response:
     """The URL finally requested (query string included, after redirects)."""
     status: int
     headers: list[tuple[str, str]]
-    """Every header line, in order, duplicates kept."""
+    """Every header line as received (names in their case, in order, duplicates kept)."""
     body: bytes
     requested_at: datetime
     received_at: datetime
@@ -128,7 +128,7 @@ class PageClient:
                         request=request,
                         url=str(answer.url),
                         status=status,
-                        headers=[(k, v) for k, v in answer.headers.multi_items()],
+                        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.headers.raw],
                         body=answer.content,
                         requested_at=requested_at,
                         received_at=datetime.now(UTC),
