@@ -3,6 +3,17 @@
 Only the endpoints the provisioner needs: health, session properties, first-user setup, login,
 databases, tables, cards and dashboards. Authenticated calls carry the ``X-Metabase-Session`` header.
 Errors become :class:`MetabaseError` with Metabase's own message.
+
+It also knows the two shapes of a saved native query (``dataset_query``), which changed in v0.57
+(docs/developers-guide/api-changelog.md, "Metabase 0.57.0": queries are serialized as MBQL 5 in the
+application database and in REST API responses):
+
+- legacy (MBQL 4, up to v0.56): ``{"type": "native", "database": 1, "native": {"query": "SELECT ..."}}``;
+- MBQL 5 (v0.57 on): ``{"lib/type": "mbql/query", "database": 1, "stages": [{"lib/type":
+  "mbql.stage/native", "native": "SELECT ...", "template-tags": {}}]}``.
+
+Requests may carry either shape from v0.57 on (``normalize-dataset-query`` in
+src/metabase/queries/models/card/metadata.clj "handles both (legacy) MBQL and pMBQL queries").
 """
 
 from __future__ import annotations
@@ -13,6 +24,52 @@ import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 SESSION_HEADER = "X-Metabase-Session"
+MBQL5_SINCE = 57
+"""First Metabase major version that stores and returns queries as MBQL 5."""
+
+
+def major_version(properties: dict[str, Any]) -> int | None:
+    """Metabase's major version from ``/api/session/properties`` ``version.tag`` (``v0.58.3`` -> 58)."""
+    version = properties.get("version")
+    tag = version.get("tag") if isinstance(version, dict) else None
+    if not isinstance(tag, str):
+        return None
+    parts = tag.lstrip("v").split(".")
+    try:
+        return int(parts[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def native_dataset_query(database_id: int, sql: str, *, mbql5: bool) -> dict[str, Any]:
+    """A native SQL ``dataset_query`` in the shape the server stores (MBQL 5 or legacy)."""
+    if mbql5:
+        return {
+            "lib/type": "mbql/query",
+            "database": database_id,
+            "stages": [{"lib/type": "mbql.stage/native", "native": sql, "template-tags": {}}],
+        }
+    return {"type": "native", "database": database_id, "native": {"query": sql, "template-tags": {}}}
+
+
+def native_query_of(dataset_query: Any) -> tuple[int | None, str | None]:
+    """``(database id, SQL)`` of a saved query in either shape; SQL is None when it is not native SQL."""
+    if not isinstance(dataset_query, dict):
+        return None, None
+    database = dataset_query.get("database")
+    database_id = database if isinstance(database, int) else None
+    if "stages" in dataset_query or dataset_query.get("lib/type") == "mbql/query":
+        stages = dataset_query.get("stages")
+        if isinstance(stages, list) and len(stages) == 1 and isinstance(stages[0], dict):
+            stage = stages[0]
+            if stage.get("lib/type") == "mbql.stage/native" and isinstance(stage.get("native"), str):
+                return database_id, stage["native"]
+        return database_id, None
+    native = dataset_query.get("native")
+    if dataset_query.get("type") == "native" and isinstance(native, dict):
+        query = native.get("query")
+        return database_id, query if isinstance(query, str) else None
+    return database_id, None
 
 
 class MetabaseError(RuntimeError):

@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sentiment_workers.bi.questions import DEFAULT_DASHBOARD_NAME, BySentimentDisplay, PerDayDisplay
+
 ENV_PREFIX = "SENTIMENT_METABASE_"
 SQL_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
@@ -32,7 +34,13 @@ class MetabaseSettings(BaseSettings):
     admin_last_name: str = "Admin"
 
     database_name: str = Field("Sentiment warehouse", min_length=1, max_length=254)
-    dashboard_name: str = Field("Sentiment overview", min_length=1, max_length=254)
+    dashboard_name: str = Field(DEFAULT_DASHBOARD_NAME, min_length=1, max_length=254)
+    by_sentiment_display: BySentimentDisplay = Field(
+        "bar", description="Metabase display of 'Messages by sentiment' (specified: bar)."
+    )
+    per_day_display: PerDayDisplay = Field(
+        "line", description="Metabase display of 'Messages per day' (specified: line)."
+    )
 
     warehouse_host: str = Field(min_length=1)
     warehouse_port: int = Field(3306, ge=1, le=65535)
