@@ -161,7 +161,10 @@ class PagedApi:
         for name, value in (headers or {}).items():
             handler.send_header(name, value)
         handler.end_headers()
-        handler.wfile.write(body)
+        try:
+            handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the poller was killed while reading
+            handler.close_connection = True
 
     def start(self) -> str:
         api = self
