@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,6 +262,70 @@ def test_metabase_connects_with_the_read_only_bi_user(default_docs: list[dict[st
     assert mysql_secret["bi-username"] == "metabase_ro" != mysql_secret["username"]
 
 
+def test_metabase_is_the_lts_release_provisioned_with_the_specified_dashboard(
+    default_docs: list[dict[str, Any]], render: Render
+) -> None:
+    container = one(default_docs, "Deployment", "metabase")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "metabase/metabase:v0.58.35"  # the v0.58 LTS line (docs/metabase.md)
+    env = env_of(
+        one(default_docs, "Job", "metabase-provisioner")["spec"]["template"]["spec"]["containers"][0]
+    )
+    assert env["SENTIMENT_METABASE_DASHBOARD_NAME"] == "Sentiment_Streaming_Kafka_Mongo_DL_MySQL"
+    assert (env["SENTIMENT_METABASE_BY_SENTIMENT_DISPLAY"], env["SENTIMENT_METABASE_PER_DAY_DISPLAY"]) == (
+        "bar",
+        "line",
+    )
+    docs = render("metabase.provisioner.bySentimentDisplay=pie", "metabase.provisioner.perDayDisplay=area")
+    env = env_of(one(docs, "Job", "metabase-provisioner")["spec"]["template"]["spec"]["containers"][0])
+    assert (env["SENTIMENT_METABASE_BY_SENTIMENT_DISPLAY"], env["SENTIMENT_METABASE_PER_DAY_DISPLAY"]) == (
+        "pie",
+        "area",
+    )
+
+
+def render_notes(helm: Path, chart_dir: Path, tmp_path: Path, *set_args: str) -> str:
+    """NOTES.txt as `helm install` prints it: helm template skips NOTES, so a copy of the chart renders it
+    through a ConfigMap (`tpl` of the same file, same values)."""
+    chart = tmp_path / "chart"
+    shutil.copytree(chart_dir, chart)
+    (chart / "notes.txt").write_text((chart_dir / "templates" / "NOTES.txt").read_text())
+    (chart / "templates" / "notes-cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+        'data:\n  notes: {{ tpl (.Files.Get "notes.txt") . | quote }}\n'
+    )
+    cmd = [str(helm), "template", "rel", str(chart), "-n", "ns", "--show-only", "templates/notes-cm.yaml"]
+    for expr in set_args:
+        cmd += ["--set", expr]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    notes: str = yaml.safe_load(result.stdout)["data"]["notes"]
+    return notes
+
+
+def test_notes_tell_gitops_users_to_bring_their_own_secrets(
+    helm: Path, chart_dir: Path, tmp_path: Path
+) -> None:
+    """Rendered without a cluster (helm template, Argo CD), `lookup` finds nothing and every render would
+    generate new passwords and a new Metabase encryption key: NOTES say so and name the values to set."""
+    generated = render_notes(helm, chart_dir, tmp_path / "a")
+    assert "helm template" in generated and "can no longer decrypt" in generated
+    assert "mongodb.auth.existingSecret, mysql.auth.existingSecret, metabase.existingSecret" in generated
+    assert 'dashboard "Sentiment_Streaming_Kafka_Mongo_DL_MySQL"' in generated
+    partly = render_notes(
+        helm, chart_dir, tmp_path / "b", "mysql.auth.existingSecret=m", "metabase.existingSecret=b"
+    )
+    assert "set: mongodb.auth.existingSecret." in partly
+    own = render_notes(
+        helm,
+        chart_dir,
+        tmp_path / "c",
+        "mongodb.auth.existingSecret=a",
+        "mysql.auth.existingSecret=m",
+        "metabase.existingSecret=b",
+    )
+    assert "WARNING" not in own
+
+
 def test_data_plane_components_can_each_be_disabled(render: Render) -> None:
     external = {
         "source": {"bootstrapServers": "kafka.example:9092"},
@@ -315,6 +380,8 @@ def test_incomplete_bring_your_own_settings_fail_with_a_clear_message(
         ("pipeline.table=1bad", "pipeline.table"),
         ("metabase.appDatabase.type=postgres", "metabase.appDatabase.type"),
         ("metabase.admin.email=not-an-email", "metabase.admin.email"),
+        ("metabase.provisioner.bySentimentDisplay=donut", "metabase.provisioner.bySentimentDisplay"),
+        ("metabase.provisioner.perDayDisplay=scatter", "metabase.provisioner.perDayDisplay"),
         ("operator.image.pullPolicy=Sometimes", "operator.image.pullPolicy"),
         # kopf runs standalone (no peering): two replicas were two active reconcilers and autoscalers.
         ("operator.replicaCount=2", "operator.replicaCount"),
