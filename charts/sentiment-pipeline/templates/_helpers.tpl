@@ -126,7 +126,10 @@ A generated secret value, stable across upgrades: the value already stored in th
 back with lookup), otherwise a new random one. Random values are 22 letters/digits plus 2 digits, so
 they always pass password-complexity rules that require a digit (Metabase's default does).
 Call with (dict "ctx" $ "secret" "<name>" "key" "<key>").
-Note: lookup returns nothing under `helm template` and `--dry-run`, so those print fresh values.
+Note: lookup returns nothing under `helm template`, `--dry-run` and GitOps tools that render with them
+(Argo CD), so every such render makes fresh values: applied, they no longer match the databases and
+Metabase's stored credentials. That is why values.yaml, NOTES.txt and docs/chart.md recommend
+`existingSecret` for those workflows.
 */}}
 {{- define "sentiment-pipeline.generatedValue" -}}
 {{- $live := lookup "v1" "Secret" .ctx.Release.Namespace .secret }}
