@@ -12,6 +12,10 @@ from sentiment_workers.adapters.kafka import connection_options, create_producer
 from sentiment_workers.adapters.mongo import StagingStore
 from sentiment_workers.adapters.mysql import Warehouse
 from sentiment_workers.config import WorkerConfig
+from sentiment_workers.consumer import StagingConsumer
+from sentiment_workers.fused import FusedWorker
+from sentiment_workers.inference import InferenceWorker
+from sentiment_workers.metrics import PipelineMetrics
 from sentiment_workers.model import Prediction, SentimentClassifier
 from sentiment_workers.traffic import send_messages
 
@@ -103,3 +107,63 @@ class Running:
 def sample_value(metrics: Any, name: str, labels: dict[str, str] | None = None) -> float:
     value = metrics.registry.get_sample_value(name, labels or {})
     return float(value or 0.0)
+
+
+MODES = ("lease", "fused")
+"""The two ways the data plane runs: a consumer staging into Mongo and inference workers claiming leases
+from it, or fused workers that consume, stage, classify and write per Kafka batch. Fault tests run both."""
+
+
+def pipeline_workers(
+    mode: str,
+    config: WorkerConfig,
+    store: StagingStore,
+    warehouse: Warehouse,
+    classifier: SentimentClassifier,
+    metrics: PipelineMetrics,
+    *,
+    claim_size: int | None = None,
+    kafka_overrides: dict[str, Any] | None = None,
+) -> list[Callable[[asyncio.Event], Awaitable[Any]]]:
+    """The ``run`` methods of the workers that make a pipeline in ``mode``."""
+    if mode == "fused":
+        fused = FusedWorker(
+            config,
+            store,
+            warehouse,
+            classifier,
+            metrics,
+            batch_size=claim_size,
+            kafka_overrides=kafka_overrides,
+        )
+        return [fused.run]
+    consumer = StagingConsumer(config, store, metrics, kafka_overrides=kafka_overrides)
+    worker = InferenceWorker(config, store, warehouse, classifier, metrics, claim_size=claim_size)
+    return [consumer.run, worker.run]
+
+
+class RunningAll:
+    """Several :class:`Running` workers at once (a pipeline in either mode)."""
+
+    def __init__(self, factories: Sequence[Callable[[asyncio.Event], Awaitable[Any]]]) -> None:
+        self.running = [Running(factory) for factory in factories]
+
+    def any_exited(self) -> bool:
+        return any(r.task.done() for r in self.running)
+
+    async def __aenter__(self) -> RunningAll:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for running in reversed(self.running):
+            await running.__aexit__(*exc)
+
+
+async def staged_label(store: StagingStore, message_id: str) -> str | None:
+    """The prediction staging holds for a done message: on its document (lease mode) or in its fused
+    batch."""
+    doc = await store.messages.find_one({"_id": message_id})
+    if doc is not None and doc.get("status") == "done":
+        return doc.get("sentiment_label")
+    result = await store.batch_results(message_id)
+    return None if result is None else result.get("sentiment_label")

@@ -4,7 +4,8 @@ exception: what a container killed for memory on one huge text looks like from t
 
 Run as ``python -m tests.dataplane.poison_worker MODEL_DIR`` with SENTIMENT_* settings in the environment;
 ``POISON_MARKER``, ``CLAIM_SIZE`` and ``MAX_ATTEMPTS`` set the twist. Exits 0 once the backlog is empty
-(after ``IDLE_EXIT_S`` idle seconds, 0.2 by default; ``never``: only on SIGTERM)."""
+(after ``IDLE_EXIT_S`` idle seconds, 0.2 by default; ``never``: only on SIGTERM). ``WORKER_MODE=fused`` runs
+the fused worker instead (it consumes the topic itself; ``CLAIM_SIZE`` is then its Kafka batch size too)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from sentiment_workers.adapters.mongo import StagingStore
 from sentiment_workers.adapters.mysql import Warehouse
+from sentiment_workers.fused import FusedWorker
 from sentiment_workers.inference import InferenceWorker
 from sentiment_workers.metrics import PipelineMetrics
 from sentiment_workers.model import load_classifier
@@ -43,16 +45,31 @@ def main() -> None:
         install_stop_handlers(stop)
         store = StagingStore.from_config(config)
         warehouse = await Warehouse.connect(config)
+        size = int(os.environ.get("CLAIM_SIZE", "16"))
+        attempts = int(os.environ.get("MAX_ATTEMPTS", "3"))
+        worker: InferenceWorker | FusedWorker
         try:
-            worker = InferenceWorker(
-                config,
-                store,
-                warehouse,
-                classifier,
-                PipelineMetrics(),
-                claim_size=int(os.environ.get("CLAIM_SIZE", "16")),
-                max_attempts=int(os.environ.get("MAX_ATTEMPTS", "3")),
-            )
+            if os.environ.get("WORKER_MODE") == "fused":
+                worker = FusedWorker(
+                    config,
+                    store,
+                    warehouse,
+                    classifier,
+                    PipelineMetrics(),
+                    batch_size=size,
+                    max_attempts=attempts,
+                    kafka_overrides={"session_timeout_ms": 1500, "heartbeat_interval_ms": 500},
+                )
+            else:
+                worker = InferenceWorker(
+                    config,
+                    store,
+                    warehouse,
+                    classifier,
+                    PipelineMetrics(),
+                    claim_size=size,
+                    max_attempts=attempts,
+                )
             await worker.run(stop, exit_when_idle=None if idle == "never" else float(idle))
         finally:
             store.close()

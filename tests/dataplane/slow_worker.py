@@ -2,7 +2,8 @@
 so that a SIGKILL lands while a batch is leased, and between the MySQL commit and marking the batch done.
 
 Run as ``python -m tests.dataplane.slow_worker MODEL_DIR`` with SENTIMENT_* settings in the environment;
-``SLOW_PREDICT_S`` and ``SLOW_MARK_DONE_S`` set the delays."""
+``SLOW_PREDICT_S`` and ``SLOW_MARK_DONE_S`` set the delays. ``WORKER_MODE=fused`` runs the fused worker
+(it consumes the topic itself), whose batch completion is slowed instead of the mark-done step."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sentiment_workers.adapters.mongo import StagingStore
+from sentiment_workers.fused import run_fused
 from sentiment_workers.inference import run_inference
 from sentiment_workers.metrics import PipelineMetrics
 from sentiment_workers.model import load_classifier
@@ -39,11 +41,22 @@ def main() -> None:
         await mark_done(self, results)
 
     StagingStore.mark_done = slow_mark_done  # type: ignore[method-assign]
+    complete_batch = StagingStore.complete_batch
+
+    async def slow_complete_batch(self: StagingStore, token: str, results: Any) -> bool:
+        await asyncio.sleep(mark_done_delay)  # the same window, for a fused batch
+        return await complete_batch(self, token, results)
+
+    StagingStore.complete_batch = slow_complete_batch  # type: ignore[method-assign]
 
     async def run() -> None:
         stop = asyncio.Event()
         install_stop_handlers(stop)
-        await run_inference(config, stop, PipelineMetrics(), classifier)
+        if os.environ.get("WORKER_MODE") == "fused":
+            overrides = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 500}
+            await run_fused(config, stop, PipelineMetrics(), classifier, kafka_overrides=overrides)
+        else:
+            await run_inference(config, stop, PipelineMetrics(), classifier)
 
     asyncio.run(run())
 

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sentiment_workers.consumer import StagingConsumer
-from sentiment_workers.inference import InferenceWorker
+from sentiment_workers.fused import FusedWorker
 
 from tests.dataplane.conftest import KAFKA_TEST_OVERRIDES
 from tests.dataplane.helpers import (
+    MODES,
     Running,
+    RunningAll,
     create_topic,
     messages,
+    pipeline_workers,
     produce,
     sample_value,
+    staged_label,
     staging_states,
     wait_until,
     warehouse_ids,
@@ -31,16 +36,18 @@ POISON = [
 POISON_REASONS = {"not_utf8": 1, "invalid_json": 1, "not_an_object": 1, "missing_text": 1, "oversized": 1}
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_n_messages_make_exactly_n_rows_even_when_resent_and_replayed(
-    config, store, warehouse, classifier, metrics
+    mode, config, store, warehouse, classifier, metrics
 ):
     await create_topic(config, partitions=3)
     batch = messages(N)
     await produce(config, batch + POISON)
 
-    consumer = StagingConsumer(config, store, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES)
-    worker = InferenceWorker(config, store, warehouse, classifier, metrics)
-    async with Running(consumer.run), Running(worker.run):
+    workers = pipeline_workers(
+        mode, config, store, warehouse, classifier, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES
+    )
+    async with RunningAll(workers):
         await wait_until(lambda: _rows_equal(warehouse, N), what=f"{N} rows")
         await wait_until(lambda: _dead_letters_equal(store, len(POISON)), what="dead letters")
 
@@ -57,7 +64,13 @@ async def test_n_messages_make_exactly_n_rows_even_when_resent_and_replayed(
 
     # A second consumer group replays the whole topic (same offsets): nothing new anywhere.
     replay = config.model_copy(update={"kafka_group_id": config.kafka_group_id + "-replay"})
-    replayer = StagingConsumer(replay, store, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES)
+    replayer: StagingConsumer | FusedWorker = StagingConsumer(
+        replay, store, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES
+    )
+    if mode == "fused":
+        replayer = FusedWorker(
+            replay, store, warehouse, classifier, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES
+        )
     async with Running(replayer.run):
         await wait_until(
             lambda: _true(
@@ -105,13 +118,15 @@ async def test_n_messages_make_exactly_n_rows_even_when_resent_and_replayed(
         assert lag == 0
 
 
-async def test_rows_carry_the_message_and_its_prediction(config, store, warehouse, classifier, metrics):
+@pytest.mark.parametrize("mode", MODES)
+async def test_rows_carry_the_message_and_its_prediction(mode, config, store, warehouse, classifier, metrics):
     await create_topic(config, partitions=1)
     sent = {"id": "row-1", "user_id": 77, "comment": "I love this 😀", "created_at": "2024-01-02T03:04:05Z"}
     await produce(config, [sent])
-    consumer = StagingConsumer(config, store, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES)
-    worker = InferenceWorker(config, store, warehouse, classifier, metrics)
-    async with Running(consumer.run), Running(worker.run):
+    workers = pipeline_workers(
+        mode, config, store, warehouse, classifier, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES
+    )
+    async with RunningAll(workers):
         await wait_until(lambda: _rows_equal(warehouse, 1), what="the row")
     rows = await warehouse._execute(
         "SELECT id, user_id, comment, sentiment_label, sentiment_score, raw_json, model, ingest_ts, "
@@ -124,8 +139,9 @@ async def test_rows_carry_the_message_and_its_prediction(config, store, warehous
     assert json.loads(raw_json) == sent
     assert model == classifier.model_id
     assert ingest_ts <= processed_at
+    assert await staging_states(store) == {"done": 1} and await staged_label(store, "row-1") == label
     doc = await store.messages.find_one({"_id": "row-1"})
-    assert doc["status"] == "done" and doc["sentiment_label"] == label and "lease_token" not in doc
+    assert "lease_token" not in doc and doc["payload"] == sent
     assert (doc["topic"], doc["partition"], doc["offset"]) == (config.kafka_topic, 0, 0)
 
 

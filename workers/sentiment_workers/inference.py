@@ -24,7 +24,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +88,15 @@ class InferenceWorker:
         and a claim of suspects is only taken when there is none."""
         self._drained = asyncio.Event()
         self._drained.set()
+        self._batches: dict[str, set[str]] = {}
+        """Fused claims among ``_leases``: their batch documents (the leases, renewed one write each)."""
+        self.exclusive_wanted = asyncio.Event()
+        """Set while suspects wait for a claim of their own: a fused worker takes no new batch meanwhile."""
+        self.after_write: Callable[[Claim], Awaitable[None]] | None = None
+        """Called once a batch is written, in claim order (a fused worker commits its Kafka offsets there)."""
+        self.claim_poll_seconds = config.poll_interval_seconds
+        """Pause between claims when nothing was claimable (a fused worker only claims replays: longer)."""
+        self._released_at = 0.0
 
     async def _mongo(self, operation: Any) -> Any:
         return await with_retries(
@@ -112,16 +121,26 @@ class InferenceWorker:
         await self._mongo(self.store.ensure_indexes)
         await self._mysql(self.warehouse.ensure_schema)
 
-    async def run(self, stop: asyncio.Event, *, exit_when_idle: float | None = None) -> None:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        exit_when_idle: float | None = None,
+        feeder: Callable[[asyncio.Queue[Claim | None]], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
         """Run until ``stop`` is set; with ``exit_when_idle``, also return once nothing was claimable and
-        the backlog was empty for that many seconds."""
+        the backlog was empty for that many seconds. ``feeder`` (a fused worker's Kafka loop) puts its own
+        claims on the same queue as the claim loop, and the pipeline ends once both are done."""
         await self.prepare()
         log.info("inference worker started", owner=self.owner, model=self.classifier.model_id)
         to_predict: asyncio.Queue[Claim | None] = asyncio.Queue(maxsize=1)
         to_write: asyncio.Queue[ClassifiedBatch | None] = asyncio.Queue(maxsize=1)
+        sources = [self._claim_loop(stop, to_predict, exit_when_idle)]
+        if feeder is not None:
+            sources.append(feeder(to_predict))
         tasks = [
-            asyncio.create_task(self._claim_loop(stop, to_predict, exit_when_idle), name="claim"),
-            asyncio.create_task(self._predict_loop(to_predict, to_write), name="predict"),
+            *(asyncio.create_task(source, name="claim") for source in sources),
+            asyncio.create_task(self._predict_loop(to_predict, to_write, len(sources)), name="predict"),
             asyncio.create_task(self._write_loop(to_write), name="write"),
         ]
         renewer = asyncio.create_task(self._renew_loop(), name="renew")
@@ -140,6 +159,7 @@ class InferenceWorker:
         idle_since: float | None = None
         while not stop.is_set():
             await self._refresh_backlog()
+            await self._release_expired_batches()
             exclusive = not self._leases
             claim = await self._mongo(
                 lambda exclusive=exclusive: self.store.claim(
@@ -147,8 +167,11 @@ class InferenceWorker:
                 )
             )
             if claim.suspects_waiting:  # finish what is in flight, then claim the suspects alone
+                self.exclusive_wanted.set()
                 await self._drained.wait()
                 continue
+            if not any(int(d.get("attempts", 0)) > 1 for d in claim.documents):
+                self.exclusive_wanted.clear()  # no suspect left in this claim: fused batches may flow again
             claim = await self._drop_exhausted(claim)
             if claim.documents:
                 idle_since = None
@@ -167,7 +190,7 @@ class InferenceWorker:
                     break
                 idle_since = now
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.poll_interval_seconds)
+                await asyncio.wait_for(stop.wait(), self.claim_poll_seconds)
         await out.put(None)  # normal end only: on an error, run() cancels every task
 
     async def _renew_loop(self) -> None:
@@ -177,8 +200,11 @@ class InferenceWorker:
         while True:
             await asyncio.sleep(interval)
             for token in list(self._leases):
+                renew = self.store.renew_batch if token in self._batches else self.store.renew
                 try:
-                    await self._mongo(lambda token=token: self.store.renew(token, self.config.lease_seconds))
+                    await self._mongo(
+                        lambda token=token, renew=renew: renew(token, self.config.lease_seconds)
+                    )
                 except Exception as exc:  # not transient: the lease may expire, the claim is then redone
                     log.warning("lease renewal failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
@@ -186,6 +212,21 @@ class InferenceWorker:
         if time.monotonic() - self._backlog_at >= BACKLOG_REFRESH_S:
             self._backlog_at = time.monotonic()
             self.metrics.pending_backlog.set(await self._mongo(self.store.count_backlog))
+
+    async def _release_expired_batches(self) -> None:
+        """Every few seconds: the documents of fused batches whose worker died go back to the lease path."""
+        if time.monotonic() - self._released_at >= BACKLOG_REFRESH_S:
+            self._released_at = time.monotonic()
+            released = await self._mongo(self.store.release_expired_batches)
+            if released:
+                log.warning("fused batches of a dead worker released to the lease path", batches=released)
+
+    def track(self, claim: Claim) -> None:
+        """Hold a claim taken outside the claim loop (a fused batch): renewed, written, then released."""
+        self._leases.add(claim.token)
+        if claim.batch:
+            self._batches[claim.token] = {str(d["batch"]) for d in claim.documents}
+        self._drained.clear()
 
     def _exhausted(self, doc: dict[str, Any]) -> bool:
         return int(doc.get("solo_attempts", 0)) > self.max_attempts
@@ -214,9 +255,19 @@ class InferenceWorker:
     # -- predict ---------------------------------------------------------------------------------
 
     async def _predict_loop(
-        self, inbox: asyncio.Queue[Claim | None], out: asyncio.Queue[ClassifiedBatch | None]
+        self,
+        inbox: asyncio.Queue[Claim | None],
+        out: asyncio.Queue[ClassifiedBatch | None],
+        sources: int = 1,
     ) -> None:
-        while (claim := await inbox.get()) is not None:
+        """Classify claims in the order they come; ends after ``sources`` end markers (the claim loop's, and
+        a fused worker's Kafka loop's)."""
+        ended = 0
+        while ended < sources:
+            claim = await inbox.get()
+            if claim is None:
+                ended += 1
+                continue
             await out.put(await self.classify(claim))
         await out.put(None)
 
@@ -224,6 +275,8 @@ class InferenceWorker:
         """Run the model on a claim (in a thread); isolate texts that make it raise."""
         docs = claim.documents
         texts = [str(d["comment"]) for d in docs]
+        if not docs:  # a fused batch of duplicates or rejects only: nothing to classify, offsets to commit
+            return ClassifiedBatch(claim=claim, rows=[], failed=[])
         started = time.perf_counter()
         failed: list[tuple[dict[str, Any], str]] = []
         try:
@@ -267,7 +320,10 @@ class InferenceWorker:
     async def _write_loop(self, inbox: asyncio.Queue[ClassifiedBatch | None]) -> None:
         while (batch := await inbox.get()) is not None:
             await self.write(batch)
+            if self.after_write is not None:
+                await self.after_write(batch.claim)
             self._leases.discard(batch.claim.token)
+            self._batches.pop(batch.claim.token, None)
             if not self._leases:
                 self._drained.set()
 
@@ -280,6 +336,8 @@ class InferenceWorker:
         for doc, error in batch.failed:
             await self._dead_letter([doc], DeadLetterReason.MODEL_ERROR, error)
         if not batch.rows:
+            if batch.claim.batch:
+                await self._complete_fused(batch.claim, [])
             return
         written = await write_isolating(
             batch.rows,
@@ -294,6 +352,11 @@ class InferenceWorker:
                 )
         refused = {row.id for row, _ in written.rejected}
         rows = [r for r in batch.rows if r.id not in refused]
+        if batch.claim.batch:  # fused: one write completes the batch, the raw documents stay untouched
+            committed = utcnow()
+            await self._complete_fused(batch.claim, rows)
+            self._observe_written(rows, committed)
+            return
         if not rows:
             return
         committed = utcnow()
@@ -308,6 +371,35 @@ class InferenceWorker:
             await self._mongo(
                 lambda row=row, note=note: self.store.mark_done_without_prediction(row.id, note)
             )
+        self._observe_written(rows, committed)
+
+    async def _complete_fused(self, claim: Claim, rows: Sequence[WarehouseRow]) -> None:
+        """One write per batch document (a batch split by a Mongo rejection has several): done, with the
+        predictions of its documents."""
+        per_batch: dict[str, list[tuple[str, dict[str, Any]]]] = {
+            str(d["batch"]): [] for d in claim.documents
+        }
+        batch_of = {str(d["_id"]): str(d["batch"]) for d in claim.documents}
+        for row in rows:
+            per_batch[batch_of[row.id]].append((row.id, _done_fields(row)))
+        for token, results in per_batch.items():
+            try:
+                completed = await self._mongo(
+                    lambda token=token, results=results: self.store.complete_batch(token, results)
+                )
+            except Exception as exc:
+                if not mongo.is_rejection(exc):
+                    raise
+                # Mongo refuses the predictions (their rows are committed): complete the batch without them.
+                note = describe("mongo", exc)
+                log.warning("predictions not stored in staging; batch completed with a note", error=note)
+                completed = await self._mongo(
+                    lambda token=token, note=note: self.store.complete_batch(token, [], note)
+                )
+            if not completed:
+                log.warning("fused batch released before it completed; the lease path redoes it", batch=token)
+
+    def _observe_written(self, rows: Sequence[WarehouseRow], committed: Any) -> None:
         for row in rows:
             self.metrics.texts_classified.labels(row.sentiment_label).inc()
             self.metrics.end_to_end_latency.observe(max((committed - row.ingest_ts).total_seconds(), 0.0))

@@ -37,6 +37,13 @@ from sentiment_workers.messages import Rejected, StagedMessage, scrub_text, utcn
 PENDING = "pending"
 DONE = "done"
 DEAD_LETTERED = "dead_lettered"
+FUSED = "fused"
+"""Staged by a fused worker (:mod:`sentiment_workers.fused`) in batch ``batch``: done or in flight as its
+batch document in the ``<collection>_batches`` collection says. The raw document is never updated on that
+path."""
+BATCH_OPEN = "open"
+BATCH_DONE = "done"
+BATCH_RELEASED = "released"
 EPOCH = datetime(1970, 1, 1)
 DUPLICATE_KEY = 11000
 SOURCES = "sources"
@@ -157,6 +164,9 @@ class Claim:
     documents: list[dict[str, Any]]
     suspects_waiting: bool = False
     """Nothing claimed because the candidates include suspects and the claim was not ``exclusive``."""
+    batch: bool = False
+    """A fused batch (:meth:`StagingStore.stage_batch`): completed by :meth:`StagingStore.complete_batch`, one
+    write for the batch, instead of marking each document done."""
 
 
 def create_client(config: WorkerConfig, **overrides: Any) -> AsyncIOMotorClient[dict[str, Any]]:
@@ -181,6 +191,7 @@ class StagingStore:
         self.dead_letters: AsyncIOMotorCollection[dict[str, Any]] = database[
             config.mongo_dead_letter_collection
         ]
+        self.batches: AsyncIOMotorCollection[dict[str, Any]] = database[f"{config.mongo_collection}_batches"]
         self.raw_limit = config.max_message_bytes
 
     @classmethod
@@ -198,6 +209,7 @@ class StagingStore:
         """Idempotent: the claim index and a reason index for the dead letters."""
         await self.messages.create_index([("status", ASCENDING), ("lease_expires", ASCENDING)], name="claim")
         await self.dead_letters.create_index([("reason", ASCENDING)], name="reason")
+        await self.batches.create_index([("state", ASCENDING), ("lease_expires", ASCENDING)], name="lease")
 
     # -- consumer side ---------------------------------------------------------------------------
 
@@ -397,7 +409,7 @@ class StagingStore:
         )
         new = len(await self._bulk_upsert(self.dead_letters, ops)) + reopened
         await self.messages.update_many(
-            {"_id": {"$in": [d["_id"] for d in documents]}, "status": PENDING},
+            {"_id": {"$in": [d["_id"] for d in documents]}, "status": {"$in": [PENDING, FUSED]}},
             {
                 "$set": {"status": DEAD_LETTERED, "dead_letter_reason": reason},
                 "$unset": {"lease_owner": "", "lease_token": "", "lease_expires": ""},
@@ -406,13 +418,146 @@ class StagingStore:
         return new
 
     async def count_backlog(self) -> int:
-        """Staged documents not classified yet (pending, leased or not)."""
-        return await self.messages.count_documents({"status": PENDING})
+        """Staged documents not classified yet (pending, leased or not, and those of open fused batches)."""
+        pending = await self.messages.count_documents({"status": PENDING})
+        rows = await self.batches.aggregate(
+            [{"$match": {"state": BATCH_OPEN}}, {"$group": {"_id": None, "n": {"$sum": "$size"}}}]
+        ).to_list(None)
+        return pending + sum(int(row["n"]) for row in rows)
 
     async def count_by_status(self) -> dict[str, int]:
-        """Documents per status, e.g. ``{"done": 10, "pending": 2}``."""
+        """Documents per status, e.g. ``{"done": 10, "pending": 2}``. A fused document counts as its batch
+        says: ``done`` once the batch is complete, ``pending`` while it is in flight."""
         rows = await self.messages.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]).to_list(None)
-        return {row["_id"]: row["n"] for row in rows}
+        counts = {row["_id"]: row["n"] for row in rows}
+        if counts.pop(FUSED, 0):
+            per_batch = await self.messages.aggregate(
+                [{"$match": {"status": FUSED}}, {"$group": {"_id": "$batch", "n": {"$sum": 1}}}]
+            ).to_list(None)
+            done = {
+                b["_id"]
+                async for b in self.batches.find(
+                    {"_id": {"$in": [row["_id"] for row in per_batch]}, "state": BATCH_DONE}, {"_id": 1}
+                )
+            }
+            for row in per_batch:
+                status = DONE if row["_id"] in done else PENDING
+                counts[status] = counts.get(status, 0) + int(row["n"])
+        return counts
+
+    # -- fused batches: one insert per message, leases and completion per batch ------------------------
+
+    async def stage_batch(
+        self, messages: Sequence[StagedMessage], owner: str, lease_seconds: float, ingest_ts: datetime
+    ) -> tuple[Claim, StageResult]:
+        """Stage a fused worker's batch: one batch document (the lease), then one insert per new message.
+
+        The batch document is written first, so a document staged under it always has a lease that
+        expires if its worker dies (:meth:`release_expired_batches` then hands its documents to the lease
+        path). Messages already staged (a redelivery, a duplicate) are not inserted again: their Kafka
+        position is added to ``sources`` and they stay with whoever staged them; the returned claim holds
+        only the documents this call inserted. Idempotent per message id, like :meth:`stage`.
+        """
+        now = utcnow()
+        token = uuid.uuid4().hex
+        expires = now + timedelta(seconds=lease_seconds)
+        docs = []
+        for message in messages:
+            doc = message.to_document(ingest_ts)
+            source = message.source
+            doc.update(
+                status=FUSED,
+                batch=token,
+                attempts=1,
+                sources=[{"t": source.topic, "p": source.partition, "o": source.offset}],
+            )
+            docs.append(doc)
+        if not docs:
+            return Claim(token=token, owner=owner, expires=expires, documents=[], batch=True), StageResult(
+                0, {}
+            )
+        await self.batches.insert_one(
+            {"_id": token, "state": BATCH_OPEN, "owner": owner, "lease_expires": expires, "size": len(docs)}
+        )
+        existing = await self._insert_new(docs)
+        if existing:
+            await self.messages.bulk_write(
+                [
+                    UpdateOne({"_id": docs[i]["_id"]}, {"$addToSet": {SOURCES: docs[i][SOURCES][0]}})
+                    for i in existing
+                ],
+                ordered=False,
+            )
+        fresh = [doc for i, doc in enumerate(docs) if i not in existing]
+        claim = Claim(token=token, owner=owner, expires=expires, documents=fresh, batch=True)
+        return claim, StageResult(staged=len(fresh), dead_lettered={})
+
+    async def _insert_new(self, docs: list[dict[str, Any]]) -> set[int]:
+        """Insert documents (unordered); return the indexes of those whose id was already staged."""
+        try:
+            await self.messages.insert_many(docs, ordered=False)
+            return set()
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if errors and all(e.get("code") == DUPLICATE_KEY for e in errors):
+                return {int(e["index"]) for e in errors}
+            raise
+
+    async def renew_batch(self, token: str, lease_seconds: float) -> None:
+        """Extend the lease of a fused batch still in flight (one write, whatever its size)."""
+        await self.batches.update_one(
+            {"_id": token, "state": BATCH_OPEN},
+            {"$set": {"lease_expires": utcnow() + timedelta(seconds=lease_seconds)}},
+        )
+
+    async def complete_batch(
+        self, token: str, results: Sequence[tuple[str, dict[str, Any]]], note: str | None = None
+    ) -> bool:
+        """Mark a fused batch done with its predictions (one write); its documents count as ``done``.
+
+        False when the batch was released meanwhile (its lease expired): its documents are then pending
+        again and the lease path finishes them (the warehouse upsert makes that harmless).
+        """
+        fields: dict[str, Any] = {
+            "state": BATCH_DONE,
+            "done_at": utcnow(),
+            "results": [{"_id": doc_id, **values} for doc_id, values in results],
+        }
+        if note is not None:
+            fields["done_note"] = scrub_text(note)[:DETAIL_LIMIT]
+        result = await self.batches.update_one(
+            {"_id": token, "state": BATCH_OPEN}, {"$set": fields, "$unset": {"lease_expires": ""}}
+        )
+        return bool(result.modified_count)
+
+    async def release_expired_batches(self, limit: int = 16) -> int:
+        """Hand the documents of fused batches whose worker died (lease expired) to the lease path: they
+        become ``pending`` and claimable, with the dead batch counted as one attempt (so the claim path's
+        bisection isolates a message that kills workers). Returns the number of batches released."""
+        now = utcnow()
+        expired = await self.batches.find(
+            {"state": BATCH_OPEN, "lease_expires": {"$lte": now}}, {"_id": 1}
+        ).to_list(limit)
+        for batch in expired:
+            await self.messages.update_many(
+                {"batch": batch["_id"], "status": FUSED},
+                {"$set": {"status": PENDING, "lease_expires": EPOCH}},
+            )
+            await self.batches.update_one(
+                {"_id": batch["_id"], "state": BATCH_OPEN},
+                {"$set": {"state": BATCH_RELEASED, "released_at": now}},
+            )
+        return len(expired)
+
+    async def batch_results(self, doc_id: str) -> dict[str, Any] | None:
+        """The prediction a completed fused batch stored for one message (None: not in a done batch)."""
+        doc = await self.messages.find_one({"_id": doc_id, "status": FUSED}, {"batch": 1})
+        if doc is None:
+            return None
+        batch = await self.batches.find_one({"_id": doc["batch"], "state": BATCH_DONE})
+        if batch is None:
+            return None
+        return next((r for r in batch.get("results", []) if r["_id"] == doc_id), None)
 
     # -- dead letters: list, replay --------------------------------------------------------------------
 
