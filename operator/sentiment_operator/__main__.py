@@ -5,11 +5,11 @@ from __future__ import annotations
 import kopf
 
 from . import handlers  # noqa: F401 - registers the handlers
-from .settings import OperatorSettings
+from .settings import OperatorConfig
 
 
 def main() -> None:
-    config = OperatorSettings()
+    config = OperatorConfig()
     kopf.configure(
         verbose=False,
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,

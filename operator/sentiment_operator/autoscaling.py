@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .spec import Autoscaling
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,14 @@ class ScaleDecision:
 
 
 def clamp(value: int, low: int, high: int) -> int:
+    """The one bound on inference replicas: every count the operator asks for goes through it."""
     return max(low, min(high, value))
+
+
+def within(bounds: Autoscaling, replicas: int | None) -> int:
+    """``replicas`` (None: not decided yet, i.e. the minimum) within the spec's autoscaling bounds."""
+    low, high = bounds.min_replicas, bounds.max_replicas
+    return clamp(low if replicas is None else replicas, low, high)
 
 
 def replicas_for_backlog(

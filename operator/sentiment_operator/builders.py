@@ -19,7 +19,7 @@ from typing import Any
 
 from sentiment_workers.config import ModelBackend, env_name
 
-from . import FIELD_MANAGER, GROUP, KIND, VERSION
+from . import FIELD_MANAGER, GROUP, KIND, VERSION, autoscaling
 from .spec import PipelineSpec, State, Workload
 
 Manifest = dict[str, Any]
@@ -38,15 +38,11 @@ WORKER_APP = "sentiment-pipeline-worker"
 RUN_AS_USER = 10001
 CACHE_DIR = "/cache"
 
-# Which worker settings each component reads (prefixes of WorkerConfig field names).
+# Which worker settings each component reads (prefixes of WorkerConfig field names). Credentials follow the
+# same rule (least privilege: the consumer never sees MySQL's password).
 _COMPONENT_SETTINGS = {
     CONSUMER: ("kafka_", "mongo_", "consumer_", "max_message_bytes", "metrics_", "log_"),
     INFERENCE: ("mongo_", "mysql_", "model_", "lease_", "poll_", "metrics_", "log_"),
-}
-# Which credentials each component gets (least privilege: the consumer never sees MySQL's password).
-_COMPONENT_SECRETS = {
-    CONSUMER: ("kafka_sasl_username", "kafka_sasl_password", "mongo_uri"),
-    INFERENCE: ("mongo_uri", "mysql_user", "mysql_password"),
 }
 # Requests sized so that a default install with inference autoscaled to its maximum (4) fits a 2-CPU node and
 # the Terraform default VM (tests/deploy/test_chart_sizing.py): onnx-int8 peaks at ~245 MiB RSS (the default
@@ -162,16 +158,8 @@ def worker_settings(spec: PipelineSpec) -> dict[str, str]:
 
 
 def secret_env(spec: PipelineSpec) -> dict[str, tuple[str, str]]:
-    """Credential settings: ``SENTIMENT_*`` name -> (Secret name, key)."""
-    refs: dict[str, tuple[str, str]] = {}
-    auth = spec.source.auth_secret_ref
-    if auth is not None:
-        refs["kafka_sasl_username"] = (auth.name, "username")
-        refs["kafka_sasl_password"] = (auth.name, "password")
-    refs["mongo_uri"] = (spec.staging.mongo_secret_ref.name, "uri")
-    refs["mysql_user"] = (spec.sink.secret_ref.name, "username")
-    refs["mysql_password"] = (spec.sink.secret_ref.name, "password")
-    return {env_name(field): ref for field, ref in refs.items()}
+    """Credential settings: ``SENTIMENT_*`` name -> (Secret name, key) (table: :data:`spec.CREDENTIALS`)."""
+    return {env_name(field): ref for field, ref in spec.credentials().items()}
 
 
 def _component_reads(component: str, variable: str) -> bool:
@@ -179,18 +167,21 @@ def _component_reads(component: str, variable: str) -> bool:
     return field.startswith(_COMPONENT_SETTINGS[component])
 
 
+def component_secret_env(spec: PipelineSpec, component: str) -> dict[str, tuple[str, str]]:
+    """The credential settings ``component``'s pods get."""
+    return {k: v for k, v in secret_env(spec).items() if _component_reads(component, k)}
+
+
 def config_hash(spec: PipelineSpec, component: str) -> str:
     """A digest of every setting ``component`` reads: it changes exactly when those pods must restart."""
     relevant = {k: v for k, v in worker_settings(spec).items() if _component_reads(component, k)}
-    wanted = {env_name(f) for f in _COMPONENT_SECRETS[component]}
-    relevant.update({k: "/".join(v) for k, v in secret_env(spec).items() if k in wanted})
+    relevant.update({k: "/".join(v) for k, v in component_secret_env(spec, component).items()})
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def component_secrets(spec: PipelineSpec, component: str) -> list[str]:
     """The names of the Secrets ``component``'s pods read, sorted."""
-    wanted = {env_name(f) for f in _COMPONENT_SECRETS[component]}
-    return sorted({name for variable, (name, _) in secret_env(spec).items() if variable in wanted})
+    return sorted({name for name, _ in component_secret_env(spec, component).values()})
 
 
 def secrets_version(spec: PipelineSpec, component: str, versions: Mapping[str, str]) -> str:
@@ -210,12 +201,12 @@ def build_config_map(spec: PipelineSpec, owner: Owner) -> Manifest:
 
 
 def desired_replicas(spec: PipelineSpec, component: str, autoscaled: int | None = None) -> int:
-    """Replicas of a worker Deployment: 0 when paused, the autoscaler's choice when it is on."""
+    """Replicas of a worker Deployment: 0 when paused, the autoscaler's choice (within its bounds) when it is
+    on."""
     if spec.state is State.PAUSED:
         return 0
     if component == INFERENCE and spec.autoscaling.enabled:
-        low, high = spec.autoscaling.min_replicas, spec.autoscaling.max_replicas
-        return max(low, min(high, autoscaled if autoscaled is not None else low))
+        return autoscaling.within(spec.autoscaling, autoscaled)
     workload: Workload = getattr(spec, component)
     return workload.replicas
 
@@ -232,10 +223,8 @@ def _container(
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
         },
     ]
-    wanted = {env_name(f) for f in _COMPONENT_SECRETS[component]}
-    for variable, (secret, key) in sorted(secret_env(spec).items()):
-        if variable in wanted:
-            env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    for variable, (secret, key) in sorted(component_secret_env(spec, component).items()):
+        env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
     resources = (
         workload.resources.model_dump(exclude_none=True)
         if workload.resources is not None

@@ -27,7 +27,7 @@ import kopf
 from . import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION, kube, metrics
 from .builders import LABEL_MANAGED_BY
 from .reconcile import Operator, reconcile
-from .settings import OperatorSettings
+from .settings import OperatorConfig
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 CHILD_LABELS = {LABEL_MANAGED_BY: FIELD_MANAGER}
@@ -36,7 +36,7 @@ log = logging.getLogger("sentiment_operator.resync")
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    config = OperatorSettings()
+    config = OperatorConfig()
     # kopf's own bookkeeping lives in annotations under our group: the status schema stays ours alone.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -94,11 +94,12 @@ async def _reconcile(
     autoscale: bool = False,
     wait: bool = True,
 ) -> None:
-    """Reconcile one pipeline alone; repeated passes (a child changed meanwhile) read the CR afresh."""
-    fresh: list[Mapping[str, Any] | None] = [body]
+    """Reconcile one pipeline alone. The first pass uses ``body`` (when given); a repeated pass (a child
+    changed meanwhile) reads the CR afresh."""
 
     async def once() -> None:
-        current = fresh.pop() if fresh else None
+        nonlocal body
+        current, body = body, None
         if current is None:
             current = await kube.get(operator.api, f"{GROUP}/{VERSION}", KIND, namespace, name)
         if (
@@ -115,9 +116,11 @@ async def _reconcile(
         raise kopf.TemporaryError(f"API error {exc}", delay=5) from exc
 
 
-async def _on_pipeline(
-    body: kopf.Body, memo: kopf.Memo, logger: Any, trigger: str, autoscale: bool = False
-) -> None:
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE)
+@kopf.on.resume(*RESOURCE)
+async def on_pipeline(reason: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    """A pipeline created, changed, or found at the operator's start: reconcile it now."""
     meta = body.metadata
     await _reconcile(
         memo.operator,
@@ -125,25 +128,9 @@ async def _on_pipeline(
         str(meta.name),
         str(meta.uid),
         body=dict(body),
-        trigger=trigger,
+        trigger=str(reason),
         logger=logger,
-        autoscale=autoscale,
     )
-
-
-@kopf.on.create(*RESOURCE)
-async def on_create(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await _on_pipeline(body, memo, logger, "create")
-
-
-@kopf.on.update(*RESOURCE)
-async def on_update(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await _on_pipeline(body, memo, logger, "update")
-
-
-@kopf.on.resume(*RESOURCE)
-async def on_resume(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await _on_pipeline(body, memo, logger, "resume")
 
 
 async def _resync_forever(operator: Operator) -> None:
@@ -198,7 +185,11 @@ def _owner(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-async def _on_child(type: str | None, body: kopf.Body, memo: kopf.Memo, logger: Any) -> None:
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+@kopf.on.event("v1", "configmaps", labels=CHILD_LABELS)
+@kopf.on.event("v1", "services", labels=CHILD_LABELS)
+async def on_child_event(type: str | None, body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    """A child changed or vanished: reconcile its owner (drift repair; the status follows the Deployments)."""
     # ADDED and the initial listing (None) are our own creations or already handled by resume.
     if type not in ("MODIFIED", "DELETED"):
         return
@@ -218,18 +209,3 @@ async def _on_child(type: str | None, body: kopf.Body, memo: kopf.Memo, logger: 
         )
     except kopf.TemporaryError as exc:
         logger.warning(f"child event for {owner['name']}: {exc}; the resync timer will retry")
-
-
-@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
-async def on_deployment_event(type: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await _on_child(type, body, memo, logger)
-
-
-@kopf.on.event("v1", "configmaps", labels=CHILD_LABELS)
-async def on_config_map_event(type: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await _on_child(type, body, memo, logger)
-
-
-@kopf.on.event("v1", "services", labels=CHILD_LABELS)
-async def on_service_event(type: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
-    await _on_child(type, body, memo, logger)

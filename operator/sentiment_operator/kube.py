@@ -190,11 +190,13 @@ async def get(api: KubeApi, api_version: str, kind: str, namespace: str, name: s
         raise
 
 
-async def patch_pipeline_status(api: KubeApi, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-    """Merge-patch the CR's status subresource (lists such as conditions are replaced whole)."""
+async def replace_pipeline_status(api: KubeApi, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    """Replace the CR's status subresource whole (a JSON patch ``add /status``: no resourceVersion to race on,
+    and a key the new status lacks is removed, where a merge patch would keep it)."""
     path = _path(f"{GROUP}/{VERSION}", "SentimentPipeline", namespace, name, "status")
+    patch = [{"op": "add", "path": "/status", "value": status}]
     try:
-        await api.request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
+        await api.request("PATCH", path, body=patch, content_type="application/json-patch+json")
     except ApiError as exc:
         if exc.status != 404:  # deleted meanwhile: nothing to report on
             raise
@@ -221,6 +223,3 @@ class ApiDiscovery:
             served = False
         self._cache[key] = (time.monotonic(), served)
         return served
-
-    def forget(self) -> None:
-        self._cache.clear()

@@ -20,8 +20,8 @@ import kopf
 
 from . import autoscaling, backlog, builders, kube, metrics
 from . import status as st
-from .settings import OperatorSettings
-from .spec import InvalidSpec, PipelineSpec, State, parse_spec
+from .settings import OperatorConfig
+from .spec import CREDENTIALS, InvalidSpec, PipelineSpec, State, parse_spec
 
 SERVICE_MONITOR_API = ("monitoring.coreos.com/v1", "servicemonitors")
 
@@ -34,12 +34,14 @@ class _Serial:
 
 @dataclass
 class Operator:
-    """What the handlers share (kept in kopf's memo): the API client, settings and per-pipeline state."""
+    """What the handlers share (kept in kopf's memo): the API client, settings and per-pipeline state.
+    Everything kept about a pipeline goes with it (:meth:`forget`)."""
 
     api: kube.KubeApi
-    settings: OperatorSettings
+    settings: OperatorConfig
     discovery: kube.ApiDiscovery = field(default_factory=kube.ApiDiscovery)
-    generations: dict[tuple[str, str], int] = field(default_factory=dict)
+    # uid -> {"<kind>/<name>": metadata.generation of that child as last applied}.
+    generations: dict[str, dict[str, int]] = field(default_factory=dict)
     phases: dict[tuple[str, str], str] = field(default_factory=dict)
     serials: dict[str, _Serial] = field(default_factory=dict)
     # uid -> ((namespace, name), monotonic time of its last watch event): what the resync loop visits.
@@ -64,6 +66,7 @@ class Operator:
 
     def forget(self, uid: str, key: tuple[str, str]) -> None:
         self.serials.pop(uid, None)
+        self.generations.pop(uid, None)
         self.pipelines.pop(uid, None)
         self.unreachable.pop(uid, None)
         self.refused.pop(uid, None)
@@ -121,7 +124,7 @@ async def _check_secrets(
     return problems, versions
 
 
-def backend_problem(settings: OperatorSettings, spec: PipelineSpec) -> st.Problem | None:
+def backend_problem(settings: OperatorConfig, spec: PipelineSpec) -> st.Problem | None:
     """The default worker image must run the spec's model backend (the slim image: onnx-int8 only)."""
     available = [b.strip() for b in settings.worker_image_backends.split(",") if b.strip()]
     backend = spec.model.backend.value
@@ -172,15 +175,18 @@ def store_problem(unreachable: Mapping[str, Sequence[str]]) -> st.Problem | None
 
 
 def store_secret(spec: PipelineSpec, store: str) -> str:
-    """Where ``store``'s credentials come from, in words."""
-    if store == "kafka":
-        ref = spec.source.auth_secret_ref
-        return f"Secret {ref.name!r} (spec.source.authSecretRef)" if ref else "no Secret (plaintext Kafka)"
-    if store == "mongo":
-        return f"Secret {spec.staging.mongo_secret_ref.name!r} (spec.staging.mongoSecretRef, key uri)"
-    if store == "mysql":
-        return f"Secret {spec.sink.secret_ref.name!r} (spec.sink.secretRef, keys username, password)"
-    return "its Secret"
+    """Where ``store``'s credentials come from, in words (from the table :data:`spec.CREDENTIALS`)."""
+    keys: dict[tuple[str, str], list[str]] = {}
+    for credential in CREDENTIALS:
+        ref = spec.secret_ref(credential.ref)
+        if credential.setting.startswith(f"{store}_") and ref is not None:
+            keys.setdefault((ref.name, credential.ref), []).append(credential.key)
+    if not keys:
+        return "no Secret (plaintext Kafka)" if store == "kafka" else "no Secret"
+    return "; ".join(
+        f"Secret {name!r} (spec.{path}, key{'s' if len(k) > 1 else ''} {', '.join(k)})"
+        for (name, path), k in keys.items()
+    )
 
 
 def auth_problem(refused: Mapping[str, Sequence[str]], spec: PipelineSpec) -> st.Problem | None:
@@ -209,7 +215,7 @@ async def _autoscale(
     previous = (body.get("status") or {}).get("autoscaling") or {}
     current = int(previous.get("desiredReplicas", a.min_replicas))
     if spec.state is State.PAUSED or not read:
-        kept = autoscaling.clamp(current, a.min_replicas, a.max_replicas)
+        kept = autoscaling.within(a, current)
         return kept, {**previous, "desiredReplicas": kept}
     meta = body["metadata"]
     value = scrape.backlog() if scrape is not None else None
@@ -319,12 +325,13 @@ async def _reconcile(
             problems.append(st.Problem("ApplyFailed", f"{kind} {child_name}: {exc}"))
             continue
         metrics.CHILDREN_APPLIED.labels(kind).inc()
-        gen_key = (str(meta["uid"]), f"{kind}/{child_name}")
+        generations = op.generations.setdefault(uid, {})
+        gen_key = f"{kind}/{child_name}"
         if created:
-            verb = "Restored" if gen_key in op.generations else "Created"
+            verb = "Restored" if gen_key in generations else "Created"
             kopf.event(event_body, type="Normal", reason=verb, message=f"{verb} {kind} {child_name}")
         generation = int(stored["metadata"].get("generation") or 0)
-        seen = op.generations.get(gen_key)
+        seen = generations.get(gen_key)
         if not created and kind == "Deployment" and seen is not None and generation > seen:
             kopf.event(
                 event_body,
@@ -332,7 +339,7 @@ async def _reconcile(
                 reason="Updated",
                 message=f"Updated {kind} {child_name} (generation {generation})",
             )
-        op.generations[gen_key] = generation
+        generations[gen_key] = generation
         if kind == "Deployment":
             component = child["metadata"]["labels"][builders.LABEL_COMPONENT]
             rollouts[component] = st.rollout(child_name, child["spec"]["replicas"], stored)
@@ -379,7 +386,6 @@ async def _write_status(
                 _event_body(body), type="Normal", reason="Phase", message=f"phase is {status['phase']}"
             )
         logger.info(f"phase {previous.get('phase')} -> {status['phase']}")
-    changed = {k: v for k, v in status.items() if previous.get(k) != v}
-    if changed:
-        await kube.patch_pipeline_status(op.api, meta["namespace"], meta["name"], changed)
+    if status != previous:  # rewritten whole: what is no longer true (a block, a count) goes with it
+        await kube.replace_pipeline_status(op.api, meta["namespace"], meta["name"], status)
     return status

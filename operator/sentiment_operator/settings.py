@@ -9,7 +9,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sentiment_workers.config import BACKLOG_METRIC, STORE_ERROR_METRIC, STORE_UP_METRIC
 
 
-class OperatorSettings(BaseSettings):
+class OperatorConfig(BaseSettings):
+    """Named apart from :class:`kopf.OperatorSettings`, which the startup handler configures alongside."""
+
     model_config = SettingsConfigDict(env_prefix="SENTIMENT_OPERATOR_", env_file=None, extra="ignore")
 
     worker_image: str = Field(
@@ -58,3 +60,7 @@ class OperatorSettings(BaseSettings):
         "",
         description="Comma-separated namespaces to watch; empty watches the whole cluster (ClusterRole).",
     )
+
+
+OperatorSettings = OperatorConfig
+"""The former name: tests/test_contracts.py and tests/deploy/test_chart_operator_contract.py still use it."""

@@ -8,11 +8,12 @@ live here and surface as a ``Degraded`` condition with the validation message.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 from sentiment_workers.config import (
     DEFAULT_MODEL,
     KafkaSaslMechanism,
@@ -160,14 +161,51 @@ class PipelineSpec(_Model):
     metrics: Metrics = Field(default_factory=Metrics)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    def secret_ref(self, path: str) -> SecretRef | None:
+        """The SecretRef at ``path`` (camelCase, dotted, as in the CR), or None where the spec sets none."""
+        node: Any = self
+        for part in path.split("."):
+            node = getattr(node, to_snake(part), None)
+            if node is None:
+                return None
+        return node if isinstance(node, SecretRef) else None
+
+    def credentials(self) -> dict[str, tuple[str, str]]:
+        """Each credential setting the workers get -> (Secret name, key), from :data:`CREDENTIALS`."""
+        found: dict[str, tuple[str, str]] = {}
+        for credential in CREDENTIALS:
+            ref = self.secret_ref(credential.ref)
+            if ref is not None:
+                found[credential.setting] = (ref.name, credential.key)
+        return found
+
     def secret_refs(self) -> dict[str, tuple[str, ...]]:
         """Every referenced Secret with the keys the workers read from it."""
         refs: dict[str, set[str]] = {}
-        if self.source.auth_secret_ref is not None:
-            refs.setdefault(self.source.auth_secret_ref.name, set()).update({"username", "password"})
-        refs.setdefault(self.staging.mongo_secret_ref.name, set()).add("uri")
-        refs.setdefault(self.sink.secret_ref.name, set()).update({"username", "password"})
+        for name, key in self.credentials().values():
+            refs.setdefault(name, set()).add(key)
         return {name: tuple(sorted(keys)) for name, keys in refs.items()}
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One credential a worker reads, and where it comes from: ``key`` of the Secret that the spec references
+    at ``ref`` (camelCase, as written in the CR)."""
+
+    setting: str  # the worker setting (a field of sentiment_workers' configuration)
+    ref: str
+    key: str
+
+
+CREDENTIALS = (
+    Credential("kafka_sasl_username", "source.authSecretRef", "username"),
+    Credential("kafka_sasl_password", "source.authSecretRef", "password"),
+    Credential("mongo_uri", "staging.mongoSecretRef", "uri"),
+    Credential("mysql_user", "sink.secretRef", "username"),
+    Credential("mysql_password", "sink.secretRef", "password"),
+)
+"""The one table of which Secret key feeds which worker setting: the Secret checks, the workers'
+``secretKeyRef`` entries, the Secret digests that roll pods and the status messages all derive from it."""
 
 
 class InvalidSpec(ValueError):

@@ -123,3 +123,11 @@ def test_samples_are_accepted_by_kubectl_apply(cluster):
     # Every sample is also a valid operator spec.
     for doc in yaml.safe_load_all((SAMPLES / "sentimentpipeline.yaml").read_text()):
         PipelineSpec.model_validate(doc["spec"])
+
+
+def test_sql_identifiers_follow_the_one_pattern_the_operator_uses():
+    from sentiment_operator.spec import SQL_IDENTIFIER
+
+    sink = _schema()["properties"]["sink"]["properties"]
+    assert sink["database"]["pattern"] == SQL_IDENTIFIER
+    assert sink["table"]["pattern"] == SQL_IDENTIFIER

@@ -375,6 +375,43 @@ async def test_cross_field_error_is_reported_as_degraded_and_clears_when_fixed(a
     assert inference["spec"]["replicas"] == 3, "autoscaling starts at minReplicas"
 
 
+async def test_the_status_drops_what_is_no_longer_true(api, namespace, run_operator):
+    """The status is rewritten whole: a block or count that no longer applies goes (a merge patch of the
+    changed keys kept them: an InvalidSpec pipeline went on showing its model, replicas and autoscaling)."""
+    await create_secrets(api, namespace, "s")
+    scaled = {"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 2}}
+    with run_operator(namespace):
+        await _create(api, namespace, pipeline("s", namespace, **scaled))
+
+        async def status_with(*keys: str) -> dict[str, Any]:
+            status = (await _cr(api, namespace, "s")).get("status") or {}
+            assert all(k in status for k in keys), status
+            return status
+
+        async def status_without(*keys: str) -> dict[str, Any]:
+            status = (await _cr(api, namespace, "s")).get("status") or {}
+            assert status and not [k for k in keys if k in status], status
+            return status
+
+        running = await eventually(lambda: status_with("autoscaling", "model", "consumerReplicas"))
+        await _patch_spec(api, namespace, "s", {"autoscaling": {"enabled": False}})
+        unscaled = await eventually(lambda: status_without("autoscaling"))
+        await _patch_spec(api, namespace, "s", {"autoscaling": {"enabled": True, "minReplicas": 3}})
+
+        async def invalid() -> dict[str, Any]:
+            status = await status_without("autoscaling", "model", "consumerReplicas", "inferenceReplicas")
+            assert status["phase"] == "Degraded", status
+            return status
+
+        degraded = await eventually(invalid)
+
+    assert running["autoscaling"]["desiredReplicas"] == 1
+    assert unscaled["model"] == "default" and "consumerReplicas" in unscaled
+    assert degraded["observedGeneration"] == 3
+    assert {c["type"]: c["reason"] for c in degraded["conditions"]}["Degraded"] == "InvalidSpec"
+    assert set(degraded) == {"observedGeneration", "phase", "conditions"}
+
+
 async def test_missing_secret_is_reported_by_name_and_clears_when_created(api, namespace, run_operator):
     with run_operator(namespace):
         await _create(api, namespace, pipeline("m", namespace))
@@ -466,11 +503,16 @@ async def test_inference_scales_with_the_backlog_the_workers_export(api, namespa
                 assert dep["spec"]["replicas"] == expected, dep["spec"]["replicas"]
                 return dep
 
-            await eventually(lambda: replicas(4))  # ceil(350 / 100)
-            up = (await _cr(api, namespace, "a"))["status"]["autoscaling"]
+            async def decided(expected: int) -> dict[str, Any]:
+                # The status is written after the Deployment is applied: wait for both.
+                await replicas(expected)
+                state = (await _cr(api, namespace, "a"))["status"]["autoscaling"]
+                assert state["desiredReplicas"] == expected, state
+                return state
+
+            up = await eventually(lambda: decided(4))  # ceil(350 / 100)
             backlog.set(0)
-            await eventually(lambda: replicas(1))  # back to minReplicas
-            down = (await _cr(api, namespace, "a"))["status"]["autoscaling"]
+            down = await eventually(lambda: decided(1))  # back to minReplicas
             events = await _events(api, namespace, "a")
     finally:
         server.shutdown()

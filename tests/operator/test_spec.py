@@ -49,3 +49,23 @@ def test_every_referenced_secret_is_listed_with_the_keys_read_from_it():
         "mongo": ("uri",),
         "mysql": ("password", "username"),
     }
+
+
+def test_one_table_says_which_secret_key_feeds_which_worker_setting():
+    from sentiment_operator.builders import secret_env
+    from sentiment_operator.spec import CREDENTIALS, SecretRef
+    from sentiment_workers.config import WorkerConfig, env_name
+
+    source = {**REQUIRED["source"], "securityProtocol": "SASL_SSL", "authSecretRef": {"name": "kafka"}}
+    spec = PipelineSpec.model_validate({**REQUIRED, "source": source})
+    for credential in CREDENTIALS:
+        assert credential.setting in WorkerConfig.model_fields, credential
+        assert isinstance(spec.secret_ref(credential.ref), SecretRef), credential
+    # The Secret checks and the workers' secretKeyRef entries are both read off the table.
+    assert secret_env(spec) == {
+        env_name(c.setting): (spec.secret_ref(c.ref).name, c.key)  # type: ignore[union-attr]
+        for c in CREDENTIALS
+    }
+    plain = PipelineSpec.model_validate(REQUIRED)
+    assert "SENTIMENT_KAFKA_SASL_PASSWORD" not in secret_env(plain), "no Secret referenced: no credential"
+    assert set(plain.secret_refs()) == {"mongo", "mysql"}
