@@ -249,7 +249,7 @@ def test_provisioning_creates_the_specified_dashboard_through_the_read_only_user
         "graph.dimensions": ["sentiment_label"],
         "graph.metrics": ["messages"],
     }
-    assert "GROUP BY DATE(ingest_ts)" in sql_of(by_name["Messages per day"])
+    assert "SELECT DATE(ingest_ts) AS day" in sql_of(by_name["Messages per day"])
     assert by_name["Messages per day"]["visualization_settings"]["graph.dimensions"] == ["day"]
     # Stored in the server's own shape: MBQL 5 from v0.57 on, legacy before.
     assert ("stages" in by_name["Total messages"]["dataset_query"]) is fake.version.mbql5

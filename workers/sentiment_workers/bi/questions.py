@@ -109,11 +109,8 @@ def dashboard_questions(
         ),
         Question(
             name=PER_DAY,
-            description="Messages per day of ingest_ts.",
-            sql=(
-                f"SELECT DATE(ingest_ts) AS day, COUNT(*) AS messages FROM {t} "
-                "GROUP BY DATE(ingest_ts) ORDER BY day"
-            ),
+            description="Messages per ingest day.",
+            sql=f"SELECT DATE(ingest_ts) AS day, COUNT(*) AS messages FROM {t} GROUP BY day ORDER BY day",
             display=per_day_display,
             layout=Layout(row=0, col=15, size_x=9, size_y=8),
             visualization_settings=chart_settings(per_day_display, "day", "messages"),
