@@ -12,7 +12,7 @@ import pytest
 from sentiment_workers.adapters.landing import LeaseLostError
 from sentiment_workers.http_source.client import SourceError
 from sentiment_workers.http_source.metrics import api_fault
-from sentiment_workers.http_source.poller import HttpPoller
+from sentiment_workers.http_source.poller import HttpPoller, LeaseHeldError
 
 from tests.dataplane.helpers import sample_value
 from tests.http_source.conftest import source_config, topic_messages
@@ -256,3 +256,22 @@ async def test_an_object_landed_by_a_poller_killed_before_recording_it_is_still_
     assert summary.republished == 1
     assert {p["hash"] for p in await landed_pages(poller)} == set(api.served)
     assert (await published_ids(config))[1] == api.expected_ids()
+
+
+async def test_a_one_off_run_gives_up_naming_the_poller_that_holds_the_lease(
+    config, metrics, paged_api, make_poller
+):
+    api = paged_api("cursor", pages=1)
+    source = source_config(api, config)
+    holder = await make_poller(source, metrics, owner="pod-a", lease_seconds=1)
+    one_off = await make_poller(source, metrics, owner="laptop", lease_seconds=1)
+    assert await holder.acquire(asyncio.Event())
+    renewing = asyncio.Event()
+    renewer = asyncio.create_task(holder._renew(renewing))
+    try:
+        with pytest.raises(LeaseHeldError, match="pod-a"):
+            await one_off.run(asyncio.Event(), once=True)
+    finally:
+        renewing.set()
+        await renewer
+    assert api.requests == 0

@@ -199,6 +199,11 @@ class LandingStore:
             return False
         return held is not None and held.get("owner") == owner
 
+    async def holder(self, source: str) -> str | None:
+        """The owner of the source's lease (None when nobody ever held it)."""
+        document = await self.sources.find_one({"_id": source}, {"owner": 1})
+        return None if document is None else document.get("owner")
+
     async def renew(self, source: str, owner: str, lease_seconds: float) -> bool:
         """Extend our lease; False when it is no longer ours (it expired and another took it)."""
         result = await self.sources.update_one(

@@ -36,10 +36,10 @@ def poll(
 
     from sentiment_workers.adapters import kafka, mongo
     from sentiment_workers.adapters.kafka import create_producer
-    from sentiment_workers.adapters.landing import LandingStore
+    from sentiment_workers.adapters.landing import LandingStore, LeaseLostError
     from sentiment_workers.cli._errors import run_or_exit
     from sentiment_workers.http_source.client import PageClient, SourceError
-    from sentiment_workers.http_source.poller import HttpPoller
+    from sentiment_workers.http_source.poller import HttpPoller, LeaseHeldError
     from sentiment_workers.logging import configure_logging
     from sentiment_workers.metrics import PipelineMetrics
     from sentiment_workers.reachability import StoreProbe, wait_for_kafka, watching
@@ -70,7 +70,7 @@ def poll(
             await poller.producer.start()  # Kafka likewise
             try:
                 summary = await poller.run(stop, once=True)
-            except SourceError as exc:
+            except (SourceError, LeaseHeldError, LeaseLostError) as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(1) from None
             return summary.line() if summary is not None else "stopped before a run"

@@ -51,6 +51,10 @@ LEASE_SECONDS = 30.0
 log = get_logger("http_source.poller")
 
 
+class LeaseHeldError(RuntimeError):
+    """``poll --once`` gave up waiting: another poller holds the source's lease."""
+
+
 def default_owner() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -176,7 +180,17 @@ class HttpPoller:
             seq += 1
             page, error = self._read(position, request, response)
             document = landing_document(self.name, seq, response, page, error)
-            landed, new = await self._mongo(partial(self.landing.land, document))
+            try:
+                landed, new = await self._mongo(partial(self.landing.land, document))
+            except Exception as exc:
+                if not mongo.is_rejection(exc):
+                    raise
+                raise SourceError(  # e.g. over MongoDB's 16 MiB: it needs an object store
+                    REJECTED,
+                    f"a page of {len(response.body)} bytes cannot land in MongoDB ({type(exc).__name__}); "
+                    "set SENTIMENT_HTTP_LANDING_URL to an object store",
+                    response.status,
+                ) from None
             summary.landed += new
             summary.duplicates += not new
             if page is None:
@@ -230,9 +244,11 @@ class HttpPoller:
 
     # -- the loop --------------------------------------------------------------------------------
 
-    async def acquire(self, stop: asyncio.Event) -> bool:
-        """Wait until this poller holds the source's lease; False when ``stop`` came first."""
+    async def acquire(self, stop: asyncio.Event, *, patience_s: float | None = None) -> bool:
+        """Wait until this poller holds the source's lease; False when ``stop`` came first. After
+        ``patience_s`` (None: forever) raises :class:`LeaseHeldError` naming the holder."""
         waited = False
+        deadline = None if patience_s is None else asyncio.get_running_loop().time() + patience_s
         while not stop.is_set():
             if await self._mongo(lambda: self.landing.acquire(self.name, self.owner, self.lease_seconds)):
                 self.lease_lost = False
@@ -241,6 +257,11 @@ class HttpPoller:
             if not waited:
                 log.info("another poller holds the lease, waiting", source=self.name)
                 waited = True
+            if deadline is not None and asyncio.get_running_loop().time() > deadline:
+                holder = await self._mongo(lambda: self.landing.holder(self.name))
+                raise LeaseHeldError(
+                    f"another poller ({holder}) holds the lease of {self.name!r}; try again later"
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), min(5.0, self.lease_seconds / 3))
         return False
@@ -263,7 +284,7 @@ class HttpPoller:
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> RunSummary | None:
         """Hold the lease and poll every ``interval_seconds`` until ``stop`` (``once``: a single run, whose
         :class:`SourceError` propagates). Returns the last run's summary."""
-        if not await self.acquire(stop):
+        if not await self.acquire(stop, patience_s=2 * self.lease_seconds if once else None):
             return None
         renewing = asyncio.Event()
         renewer = asyncio.create_task(self._renew(renewing), name="lease-renewal")
