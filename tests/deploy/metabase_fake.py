@@ -34,8 +34,9 @@ named, read on master):
   Queries are stored and returned in the version's shape: legacy MBQL 4 on v0.52, MBQL 5 from v0.57 on
   (docs/developers-guide/api-changelog.md, "Metabase 0.57.0"; requests may use either shape there,
   ``normalize-dataset-query`` "handles both (legacy) MBQL and pMBQL queries").
-- Revisions (src/metabase/revisions/models/revision.clj ``push-revision!``): one on creation and one per
-  update whose serialized card or dashboard differs from the last revision.
+- Revisions (``push-revision!`` of Metabase's revision model, src/metabase/models/revision.clj in the
+  v0.4x-v0.52 tree: "Record a new Revision ... if it's changed compared to the last revision"): one on
+  creation and one per update whose serialized card or dashboard differs from the last revision.
 - ``POST /api/card/:id/query``: runs the card (202, ``{"status": "completed", "data": {...}}``).
 - ``GET/POST /api/dashboard``, ``GET/PUT /api/dashboard/:id``: ``GET`` returns ``dashcards`` and ``tabs``.
   A PUT with ``dashcards`` REBUILDS the tabs from the request (``update-dashcards-and-tabs!``: current

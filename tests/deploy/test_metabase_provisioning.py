@@ -28,7 +28,14 @@ from typing import Any
 import pymysql
 import pytest
 from sentiment_workers.adapters.mysql import create_table_sql
-from sentiment_workers.bi.metabase import MetabaseClient, MetabaseError, MetabaseNotReady
+from sentiment_workers.bi.metabase import (
+    MetabaseClient,
+    MetabaseError,
+    MetabaseNotReady,
+    major_version,
+    native_dataset_query,
+    native_query_of,
+)
 from sentiment_workers.bi.provisioning import ProvisionResult, provision
 from sentiment_workers.bi.questions import dashboard_questions
 from sentiment_workers.bi.settings import MetabaseSettings
@@ -530,6 +537,47 @@ def test_cli_rejects_bad_settings_with_a_clear_error(
     assert result.returncode == 2
     assert complaint in result.stderr and "Traceback" not in result.stderr
     assert current_fake.state.requests == {}
+
+
+@pytest.mark.parametrize(
+    ("dataset_query", "expected"),
+    [
+        (
+            {"type": "native", "database": 2, "native": {"query": "SELECT 1", "template-tags": {}}},
+            (2, "SELECT 1"),
+        ),
+        (
+            {
+                "lib/type": "mbql/query",
+                "database": 2,
+                "stages": [{"lib/type": "mbql.stage/native", "native": "SELECT 1", "template-tags": {}}],
+            },
+            (2, "SELECT 1"),
+        ),
+        (
+            {
+                "lib/type": "mbql/query",
+                "database": 2,
+                "stages": [{"lib/type": "mbql.stage/mbql", "source-table": 7}],
+            },
+            (2, None),
+        ),
+        ({"type": "query", "database": 2, "query": {"source-table": 7}}, (2, None)),
+        (None, (None, None)),
+    ],
+    ids=["legacy-native", "mbql5-native", "mbql5-structured", "legacy-structured", "none"],
+)
+def test_saved_sql_is_read_from_either_query_shape(dataset_query: Any, expected: tuple[Any, Any]) -> None:
+    assert native_query_of(dataset_query) == expected
+
+
+def test_the_server_version_picks_the_query_shape() -> None:
+    assert major_version({"version": {"tag": "v0.58.35"}}) == 58
+    assert major_version({"version": {"tag": "v1.52.4"}}) == 52  # the Enterprise edition counts the same
+    assert major_version({"version": {"tag": "vUNKNOWN"}}) is None
+    assert major_version({}) is None
+    assert native_dataset_query(3, "SELECT 1", mbql5=True)["stages"][0]["native"] == "SELECT 1"
+    assert native_dataset_query(3, "SELECT 1", mbql5=False)["native"]["query"] == "SELECT 1"
 
 
 # ------------------------------------------------------------------- the fake is as strict as Metabase
