@@ -76,7 +76,7 @@ async def test_failures_mid_sequence_are_retried_and_lose_nothing(config, metric
 async def test_an_api_that_refuses_is_named_in_the_metrics_and_the_poller_keeps_running(
     fault, kind, config, metrics, paged_api, make_poller
 ):
-    api = paged_api("cursor", pages=2, faults=dict.fromkeys(range(1, 8), fault))
+    api = paged_api("cursor", pages=2, faults=dict.fromkeys(range(1, 10_000), fault))
     poller = await make_poller(source_config(api, config, interval_seconds=0.1), metrics)
     poller.client.attempts = 2
 
@@ -93,6 +93,7 @@ async def test_an_api_that_refuses_is_named_in_the_metrics_and_the_poller_keeps_
     assert api_fault(metrics) == kind
     assert sample_value(metrics, "sentiment_store_up", {"store": "http"}) == 0
     assert sample_value(metrics, "sentiment_store_error", {"store": "http", "kind": kind}) == 1
+    api.faults.clear()
     while api.statuses["200"] < 3:  # the API recovers: so does the poller, by itself
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)
