@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sentiment_workers.training import domain_eval
 from sentiment_workers.training.dataset import LABELS, load_examples
-from sklearn.metrics import f1_score, recall_score
+from sklearn.metrics import confusion_matrix, f1_score, recall_score
 
 SETS_DIR = Path(__file__).resolve().parents[2] / "data" / "eval"
 MIN_PER_SET = 240
@@ -118,6 +118,13 @@ def test_macro_f1_accuracy_and_recall_on_a_hand_checked_case() -> None:
     assert scores.accuracy == pytest.approx(5 / 8)
     assert scores.recall == pytest.approx({"negative": 2 / 3, "neutral": 1 / 2, "positive": 2 / 3})
     assert scores.n == 8
+    assert scores.confusion == {
+        "negative": {"negative": 2, "neutral": 1, "positive": 0},
+        "neutral": {"negative": 0, "neutral": 1, "positive": 1},
+        "positive": {"negative": 0, "neutral": 1, "positive": 2},
+    }
+    matrix = confusion_matrix(truth, predicted, labels=list(LABELS)).tolist()
+    assert [[scores.confusion[t][p] for p in LABELS] for t in LABELS] == matrix
 
 
 def test_a_label_never_true_nor_predicted_counts_zero_as_sklearn_does() -> None:
@@ -188,6 +195,9 @@ def test_the_command_scores_a_model_and_vader_on_every_set(tiny_model: Path, tmp
     ]
     assert [row["n"] for row in rows[::2]] == [len(items) for items in expected.values()]
     assert all(0.0 <= row["macro_f1"] <= 1.0 and set(row["recall"]) == set(LABELS) for row in rows)
+    for row in rows:  # every text counted once in the confusion counts
+        confusion = row["confusion_rows_truth_cols_predicted"]
+        assert sum(count for predicted in confusion.values() for count in predicted.values()) == row["n"]
     assert len(result.stdout.splitlines()) == 2 + len(rows)
 
 

@@ -49,6 +49,8 @@ class SetScores:
     accuracy: float
     macro_f1: float
     recall: dict[str, float]
+    confusion: dict[str, dict[str, int]]
+    """``confusion[true_label][predicted_label]``: how many texts."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,8 @@ def load_sets(directory: Path, split: str | None = "test") -> dict[str, list[Eva
 
 def score(truth: Sequence[str], predicted: Sequence[str]) -> SetScores:
     """Accuracy, macro-F1 over all three labels (a label never true nor predicted counts F1 0, as
-    scikit-learn's ``zero_division=0``) and the recall of each label (0 when the set has none of it)."""
+    scikit-learn's ``zero_division=0``), the recall of each label (0 when the set has none of it) and the
+    confusion counts."""
     if len(truth) != len(predicted):
         raise ValueError(f"{len(truth)} true labels but {len(predicted)} predictions")
     if not truth:
@@ -130,9 +133,17 @@ def score(truth: Sequence[str], predicted: Sequence[str]) -> SetScores:
         fn = sum(t == label and p != label for t, p in zip(truth, predicted, strict=True))
         f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
         recall[label] = tp / (tp + fn) if tp + fn else 0.0
+    confusion = {t: {p: 0 for p in LABELS} for t in LABELS}
+    for t, p in zip(truth, predicted, strict=True):
+        if t in confusion and p in confusion:
+            confusion[t][p] += 1
     correct = sum(t == p for t, p in zip(truth, predicted, strict=True))
     return SetScores(
-        n=len(truth), accuracy=correct / len(truth), macro_f1=sum(f1s) / len(LABELS), recall=recall
+        n=len(truth),
+        accuracy=correct / len(truth),
+        macro_f1=sum(f1s) / len(LABELS),
+        recall=recall,
+        confusion=confusion,
     )
 
 
@@ -176,6 +187,7 @@ def rows_as_json(rows: Iterable[Row]) -> list[dict[str, object]]:
             "macro_f1": round(row.scores.macro_f1, 4),
             "accuracy": round(row.scores.accuracy, 4),
             "recall": {label: round(value, 4) for label, value in row.scores.recall.items()},
+            "confusion_rows_truth_cols_predicted": row.scores.confusion,
         }
         for row in rows
     ]
