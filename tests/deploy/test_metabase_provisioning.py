@@ -356,14 +356,27 @@ def test_a_rerun_repairs_drift_and_keeps_hand_added_tabs_and_dashcards(
     settings = settings_for(fake, mariadb, warehouse)
     first = run(settings)
     total_id = first.card_ids["Total messages"]
+    provisioned = placed(fake, first.dashboard_id)[total_id]["id"]
     with MetabaseClient(settings.url) as client:
         client.login("admin@sentiment.test", ADMIN_PASSWORD)
         own_id = add_tabs_and_own_card(client, first.dashboard_id, first.database_id)
-    tabs = tab_names(fake, first.dashboard_id)
+        tabs = tab_names(fake, first.dashboard_id)
+        mine = next(i for i, name in tabs.items() if name == "Mine")
+        # ... and puts a second copy of "Total messages" on their tab.
+        view = client.get_dashboard(first.dashboard_id)
+        copy_of_total = {"id": -1, "card_id": total_id, "row": 4, "col": 0, "size_x": 6, "size_y": 4}
+        client.update_dashboard(
+            first.dashboard_id,
+            {
+                "tabs": view["tabs"],
+                "dashcards": [*view["dashcards"], {**copy_of_total, "dashboard_tab_id": mine}],
+            },
+        )
     assert sorted(tabs.values()) == ["Mine", "Overview"]
-    # Someone edits a question's SQL and moves a card.
+    copies = {i for i, d in fake.state.dashcards.items() if d["card_id"] == total_id} - {provisioned}
+    # Someone edits a question's SQL and moves the provisioned card.
     set_sql(fake.state.cards[total_id], "SELECT 42")
-    placed(fake, first.dashboard_id)[total_id]["row"] = 30
+    fake.state.dashcards[provisioned]["row"] = 30
 
     second = run(settings)
 
@@ -373,10 +386,14 @@ def test_a_rerun_repairs_drift_and_keeps_hand_added_tabs_and_dashcards(
     ]
     assert "COUNT(*)" in sql_of(fake.state.cards[total_id])
     assert tab_names(fake, first.dashboard_id) == tabs  # same tabs, same ids
+    assert fake.state.dashcards[provisioned]["row"] == 0
+    assert tabs[fake.state.dashcards[provisioned]["dashboard_tab_id"]] == "Overview"
     cards = placed(fake, first.dashboard_id)
-    assert cards[total_id]["row"] == 0
     assert tabs[cards[own_id]["dashboard_tab_id"]] == "Mine"  # the hand-placed card stays on its tab
-    assert {tabs[cards[c]["dashboard_tab_id"]] for c in second.card_ids.values()} == {"Overview"}
+    assert len(copies) == 1 and {fake.state.dashcards[c]["dashboard_tab_id"] for c in copies} == {mine}
+    assert {tabs[cards[c]["dashboard_tab_id"]] for c in second.card_ids.values() if c != total_id} == {
+        "Overview"
+    }
     assert not run(settings).changed
 
 

@@ -200,9 +200,9 @@ def dashboard_update(
             if c in by_card and by_card[c].get("dashboard_tab_id") in tab_ids
         ]
         home_tab = placed[0] if placed else int(tabs[0]["id"])
-    dashcards: list[dict[str, Any]] = [
-        d for d in current if d.get("card_id") is None or int(d["card_id"]) not in ours
-    ]  # keep what someone else placed there, as it is
+    managed = [by_card[c] for c in ours if c in by_card]  # one dashcard per question is ours to place
+    # Keep, as they are, what someone else placed there (extra copies of our questions included).
+    dashcards: list[dict[str, Any]] = [d for d in current if not any(d is m for m in managed)]
     changed = False
     next_new_id = -1
     for question in questions:
