@@ -18,16 +18,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from sentiment_workers.config import ModelBackend, env_name
+from sentiment_workers.http_source.settings import env_name as http_env_name
 
 from . import FIELD_MANAGER, GROUP, KIND, VERSION, autoscaling
-from .spec import PipelineSpec, State, Workload
+from .spec import PipelineSpec, SourceKind, State, Workload
 
 Manifest = dict[str, Any]
 
 CONSUMER = "consumer"
 INFERENCE = "inference"
-WORKER_COMPONENTS = (CONSUMER, INFERENCE)
-WORKER_COMMANDS = {CONSUMER: ["sentiment-pipeline", "consume"], INFERENCE: ["sentiment-pipeline", "infer"]}
+POLLER = "poller"
+WORKER_COMPONENTS = (CONSUMER, INFERENCE, POLLER)
+WORKER_COMMANDS = {
+    CONSUMER: ["sentiment-pipeline", "consume"],
+    INFERENCE: ["sentiment-pipeline", "infer"],
+    POLLER: ["sentiment-pipeline", "poll"],
+}
+HTTP_PREFIX = "http_"
 
 LABEL_PIPELINE = f"{GROUP}/pipeline"
 LABEL_COMPONENT = "app.kubernetes.io/component"
@@ -43,6 +50,8 @@ CACHE_DIR = "/cache"
 _COMPONENT_SETTINGS = {
     CONSUMER: ("kafka_", "mongo_", "consumer_", "max_message_bytes", "metrics_", "log_"),
     INFERENCE: ("mongo_", "mysql_", "model_", "lease_", "poll_", "metrics_", "log_"),
+    # The HTTP poller publishes to Kafka, lands pages (and keeps its cursor and lease) in MongoDB.
+    POLLER: ("kafka_", "mongo_", "metrics_", "log_", HTTP_PREFIX),
 }
 # Requests sized so that a default install with inference autoscaled to its maximum (4) fits a 2-CPU node and
 # the Terraform default VM (tests/deploy/test_chart_sizing.py): onnx-int8 peaks at ~245 MiB RSS (the default
@@ -51,6 +60,7 @@ _COMPONENT_SETTINGS = {
 _DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     CONSUMER: {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
     INFERENCE: {"requests": {"cpu": "250m", "memory": "384Mi"}, "limits": {"memory": "1Gi"}},
+    POLLER: {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "384Mi"}},
 }
 _TORCH_INFERENCE_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "500m", "memory": "1Gi"},
@@ -129,6 +139,41 @@ def _metadata(owner: Owner, name: str, component: str) -> dict[str, Any]:
     }
 
 
+def setting_env(setting: str) -> str:
+    """The environment variable of a worker setting: a WorkerConfig field (``kafka_topic`` ->
+    ``SENTIMENT_KAFKA_TOPIC``) or ``http_<field>`` of the poller's HttpSourceConfig (``http_url`` ->
+    ``SENTIMENT_HTTP_URL``); an unknown setting is a KeyError."""
+    if setting.startswith(HTTP_PREFIX):
+        return http_env_name(setting.removeprefix(HTTP_PREFIX))
+    return env_name(setting)
+
+
+def http_settings(spec: PipelineSpec) -> dict[str, Any]:
+    """The poller's settings (``http_<HttpSourceConfig field>``) from ``spec.source.http``; none for Kafka."""
+    http = spec.source.http
+    if spec.source.kind is not SourceKind.HTTP or http is None:
+        return {}
+    paging = http.paging
+    fields: dict[str, Any] = {
+        "url": http.url,
+        "method": http.method,
+        "paging": paging.type.setting.value,
+        "cursor_field": paging.cursor_field,
+        "cursor_param": paging.cursor_param,
+        "next_link_field": paging.next_link_field,
+        "page_param": paging.page_param,
+        "records_path": http.records_path,
+        "id_field": http.id_field,
+        "text_field": http.text_field,
+        "interval_seconds": http.interval_seconds,
+        "timeout_seconds": http.timeout_seconds,
+        "max_pages_per_run": http.max_pages_per_run,
+        "landing_url": http.landing.url,
+        "landing_collection": http.landing.collection,
+    }
+    return {HTTP_PREFIX + field: value for field, value in fields.items()}
+
+
 def worker_settings(spec: PipelineSpec) -> dict[str, str]:
     """The plain (non-secret) worker settings, keyed by ``SENTIMENT_*`` variable name."""
     src, stg, snk, mdl = spec.source, spec.staging, spec.sink, spec.model
@@ -154,12 +199,13 @@ def worker_settings(spec: PipelineSpec) -> dict[str, str]:
     }
     if src.auth_secret_ref is not None:
         values["kafka_sasl_mechanism"] = src.sasl_mechanism.value
-    return {env_name(field): str(value) for field, value in sorted(values.items())}
+    values.update(http_settings(spec))
+    return {setting_env(field): str(value) for field, value in sorted(values.items())}
 
 
 def secret_env(spec: PipelineSpec) -> dict[str, tuple[str, str]]:
     """Credential settings: ``SENTIMENT_*`` name -> (Secret name, key) (table: :data:`spec.CREDENTIALS`)."""
-    return {env_name(field): ref for field, ref in spec.credentials().items()}
+    return {setting_env(field): ref for field, ref in spec.credentials().items()}
 
 
 def _component_reads(component: str, variable: str) -> bool:
@@ -200,21 +246,30 @@ def build_config_map(spec: PipelineSpec, owner: Owner) -> Manifest:
     }
 
 
+def _workload(spec: PipelineSpec, component: str) -> Workload:
+    """The spec's placement and sizing of ``component`` (the poller has none: defaults, one replica)."""
+    if component == POLLER:
+        return Workload()
+    workload: Workload = getattr(spec, component)
+    return workload
+
+
 def desired_replicas(spec: PipelineSpec, component: str, autoscaled: int | None = None) -> int:
     """Replicas of a worker Deployment: 0 when paused, the autoscaler's choice (within its bounds) when it is
-    on."""
+    on; the poller is one replica, never more (its lease keeps a second one idle anyway)."""
     if spec.state is State.PAUSED:
         return 0
+    if component == POLLER:
+        return 1
     if component == INFERENCE and spec.autoscaling.enabled:
         return autoscaling.within(spec.autoscaling, autoscaled)
-    workload: Workload = getattr(spec, component)
-    return workload.replicas
+    return _workload(spec, component).replicas
 
 
 def _container(
     spec: PipelineSpec, owner: Owner, component: str, image: str, pull_policy: str
 ) -> dict[str, Any]:
-    workload: Workload = getattr(spec, component)
+    workload = _workload(spec, component)
     env: list[dict[str, Any]] = [
         {"name": "HF_HUB_OFFLINE", "value": "1"},
         {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
@@ -223,6 +278,8 @@ def _container(
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
         },
     ]
+    if component == POLLER:  # the key of its cursor and of its single-poller lease
+        env.append({"name": setting_env("http_source_name"), "value": owner.name})
     for variable, (secret, key) in sorted(component_secret_env(spec, component).items()):
         env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
     resources = (
@@ -271,11 +328,12 @@ def build_deployment(
     autoscaled: int | None = None,
     secret_versions: Mapping[str, str] | None = None,
 ) -> Manifest:
-    """The consumer or inference Deployment (image and pull policy: the workload's, else the defaults;
-    with ``secret_versions``, the pods roll when a Secret they read changes)."""
+    """The consumer, inference or poller Deployment (image and pull policy: the workload's, else the defaults;
+    with ``secret_versions``, the pods roll when a Secret they read changes). The poller is replaced, never
+    rolled (strategy Recreate): two pollers never run at once."""
     if component not in WORKER_COMPONENTS:
         raise ValueError(f"unknown worker component {component!r}")
-    workload: Workload = getattr(spec, component)
+    workload = _workload(spec, component)
     container = _container(spec, owner, component, workload.image or default_image, default_pull_policy)
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
@@ -319,7 +377,11 @@ def build_deployment(
             "replicas": desired_replicas(spec, component, autoscaled),
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": selector(owner, component)},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "strategy": (
+                {"type": "Recreate"}
+                if component == POLLER
+                else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+            ),
             "template": {
                 "metadata": {
                     "labels": pod_labels,
@@ -392,8 +454,14 @@ def build_children(
             autoscaled=autoscaled,
             secret_versions=versions,
         ),
-        build_metrics_service(spec, owner),
     ]
+    if spec.source.kind is SourceKind.HTTP:
+        children.append(
+            build_deployment(
+                spec, owner, POLLER, default_image=image, default_pull_policy=policy, secret_versions=versions
+            )
+        )
+    children.append(build_metrics_service(spec, owner))
     if service_monitor and spec.metrics.service_monitor.enabled:
         children.append(build_service_monitor(spec, owner))
     return children

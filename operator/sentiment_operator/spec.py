@@ -2,8 +2,10 @@
 
 The CRD's OpenAPI schema (``k8s-manifests/crds/sentimentpipelines.yaml``) rejects what a Kubernetes 1.20
 structural schema can express (types, enums, ranges, patterns, required fields) and fills the same defaults
-as these models. Cross-field rules the schema cannot express (autoscaling min <= max, SASL needs a secret)
-live here and surface as a ``Degraded`` condition with the validation message.
+as these models. Cross-field rules the schema cannot express (autoscaling min <= max, SASL needs a secret,
+source.kind http needs source.http and only it has one) live here and surface as a ``Degraded`` condition with
+the validation message. The HTTP source's defaults and patterns are the poller's own
+(:class:`sentiment_workers.http_source.settings.HttpSourceConfig`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sentiment_workers.config import (
     KafkaSecurityProtocol,
     ModelBackend,
 )
+from sentiment_workers.http_source.settings import HttpPaging, HttpSourceConfig
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 SQL_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -43,20 +46,104 @@ class State(StrEnum):
     PAUSED = "paused"
 
 
-class Source(_Model):
-    """Kafka: where raw messages come from. The auth Secret holds keys ``username`` and ``password``."""
+class SourceKind(StrEnum):
+    KAFKA = "kafka"
+    """Messages are produced to the topic by others; the consumers read it."""
+    HTTP = "http"
+    """A poller Deployment pages through an HTTP API and publishes each record to the topic."""
 
+
+class HttpPagingType(StrEnum):
+    """``source.http.paging.type`` (camelCase as in the CR), one per :class:`HttpPaging` of the poller."""
+
+    CURSOR = "cursor"
+    NEXT_LINK = "nextLink"
+    PAGE_NUMBER = "pageNumber"
+
+    @property
+    def setting(self) -> HttpPaging:
+        return HttpPaging(to_snake(self.value))
+
+
+def _http_default(field: str) -> Any:
+    """The poller's own default for ``field`` (one table of truth: HttpSourceConfig)."""
+    return HttpSourceConfig.model_fields[field].default
+
+
+def _http_pattern(field: str) -> str:
+    """The poller's own pattern for ``field``: the operator accepts nothing the poller would refuse."""
+    for rule in HttpSourceConfig.model_fields[field].metadata:
+        pattern = getattr(rule, "pattern", None)
+        if isinstance(pattern, str):
+            return pattern
+    raise LookupError(f"HttpSourceConfig.{field} has no pattern")
+
+
+LANDING_COLLECTION = _http_pattern("landing_collection")
+
+
+class HttpPagingSpec(_Model):
+    """How the API hands out the next page."""
+
+    type: HttpPagingType = HttpPagingType(to_camel(str(_http_default("paging"))))
+    cursor_field: str = Field(_http_default("cursor_field"), min_length=1)
+    cursor_param: str = Field(_http_default("cursor_param"), min_length=1)
+    next_link_field: str = Field(_http_default("next_link_field"), min_length=1)
+    page_param: str = Field(_http_default("page_param"), min_length=1)
+
+
+class HttpLanding(_Model):
+    """Where raw pages land before their records are published: empty url, the staging MongoDB."""
+
+    url: str = Field(_http_default("landing_url"), max_length=2048)
+    collection: str = Field(_http_default("landing_collection"), pattern=LANDING_COLLECTION)
+
+
+class HttpSource(_Model):
+    """An HTTP API polled for records. The headers Secret holds key ``headers`` (a JSON object)."""
+
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
+    method: Literal["GET", "POST"] = _http_default("method")
+    headers_secret_ref: SecretRef | None = None
+    paging: HttpPagingSpec = Field(default_factory=HttpPagingSpec)
+    records_path: str = Field(_http_default("records_path"), max_length=512)
+    id_field: str = Field(_http_default("id_field"), max_length=512)
+    text_field: str = Field(_http_default("text_field"), min_length=1, max_length=512)
+    interval_seconds: int = Field(int(_http_default("interval_seconds")), ge=1, le=86400)
+    timeout_seconds: int = Field(int(_http_default("timeout_seconds")), ge=1, le=600)
+    max_pages_per_run: int = Field(_http_default("max_pages_per_run"), ge=1, le=100000)
+    landing: HttpLanding = Field(default_factory=HttpLanding)
+
+
+class Source(_Model):
+    """Where raw messages come from: always a Kafka topic (the consumers read it), fed by others (kind
+    ``kafka``) or by the pipeline's own HTTP poller (kind ``http``). The auth Secret holds keys ``username``
+    and ``password``."""
+
+    kind: SourceKind = SourceKind.KAFKA
     bootstrap_servers: str = Field(min_length=1)
     topic: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
     consumer_group: str = Field("sentiment-consumer", min_length=1)
     security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
     sasl_mechanism: KafkaSaslMechanism = KafkaSaslMechanism.PLAIN
     auth_secret_ref: SecretRef | None = None
+    http: HttpSource | None = None
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> Source:
         if self.security_protocol.startswith("SASL") and self.auth_secret_ref is None:
             raise ValueError(f"source.securityProtocol {self.security_protocol} needs source.authSecretRef")
+        return self
+
+    @model_validator(mode="after")
+    def _http_goes_with_its_kind(self) -> Source:
+        if self.kind is SourceKind.HTTP and self.http is None:
+            raise ValueError("source.kind http needs source.http (at least source.http.url)")
+        if self.kind is not SourceKind.HTTP and self.http is not None:
+            raise ValueError(
+                f"source.http is set but source.kind is {self.kind.value}: "
+                "set source.kind to http, or remove source.http"
+            )
         return self
 
 
@@ -192,7 +279,7 @@ class Credential:
     """One credential a worker reads, and where it comes from: ``key`` of the Secret that the spec references
     at ``ref`` (camelCase, as written in the CR)."""
 
-    setting: str  # the worker setting (a field of sentiment_workers' configuration)
+    setting: str  # the worker setting: a WorkerConfig field, or http_<field> of HttpSourceConfig
     ref: str
     key: str
 
@@ -203,6 +290,7 @@ CREDENTIALS = (
     Credential("mongo_uri", "staging.mongoSecretRef", "uri"),
     Credential("mysql_user", "sink.secretRef", "username"),
     Credential("mysql_password", "sink.secretRef", "password"),
+    Credential("http_headers", "source.http.headersSecretRef", "headers"),
 )
 """The one table of which Secret key feeds which worker setting: the Secret checks, the workers'
 ``secretKeyRef`` entries, the Secret digests that roll pods and the status messages all derive from it."""

@@ -161,3 +161,100 @@ def test_default_inference_requests_follow_the_backend():
     resources = [d["spec"]["template"]["spec"]["containers"][0]["resources"] for d in (onnx, torch)]
     assert resources[0] == {"requests": {"cpu": "250m", "memory": "384Mi"}, "limits": {"memory": "1Gi"}}
     assert resources[1] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+
+
+HTTP_SOURCE = {
+    "kind": "http",
+    "bootstrapServers": "k:9092",
+    "topic": "t",
+    "http": {
+        "url": "https://api.example/v1/posts?lang=en",
+        "method": "POST",
+        "headersSecretRef": {"name": "api-headers"},
+        "paging": {"type": "nextLink", "nextLinkField": "links.next"},
+        "recordsPath": "data.items",
+        "idField": "post_id",
+        "textField": "body",
+        "intervalSeconds": 300,
+        "landing": {"url": "s3://raw/api", "collection": "pages"},
+    },
+}
+
+
+def _poller(spec_body: dict) -> dict:
+    children = build_children(parse_spec(spec_body), OWNER, default_image="img")
+    (poller,) = [c for c in children if c["metadata"]["name"] == "p-poller"]
+    return poller
+
+
+def test_the_poller_settings_are_read_back_by_the_pollers_own_config(monkeypatch):
+    """The ConfigMap, the poller's own env and its Secret reference, loaded the way the poller loads them."""
+    from sentiment_workers.http_source.settings import HttpPaging, HttpSourceConfig
+
+    spec = parse_spec({**BASE, "source": HTTP_SOURCE})
+    container = _poller({**BASE, "source": HTTP_SOURCE})["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    for variable, value in worker_settings(spec).items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("SENTIMENT_HTTP_SOURCE_NAME", env["SENTIMENT_HTTP_SOURCE_NAME"]["value"])
+    assert env["SENTIMENT_HTTP_HEADERS"]["valueFrom"] == {
+        "secretKeyRef": {"name": "api-headers", "key": "headers"}
+    }
+    monkeypatch.setenv("SENTIMENT_HTTP_HEADERS", '{"Authorization": "Bearer x"}')  # what the Secret holds
+
+    config = HttpSourceConfig()
+
+    assert config.url == "https://api.example/v1/posts?lang=en"
+    assert config.method == "POST"
+    assert config.paging is HttpPaging.NEXT_LINK
+    assert config.next_link_field == "links.next"
+    assert config.records_path == "data.items"
+    assert (config.id_field, config.text_field) == ("post_id", "body")
+    assert config.interval_seconds == 300
+    assert (config.landing_url, config.landing_collection) == ("s3://raw/api", "pages")
+    assert config.source_name == "p"
+    assert (
+        WorkerConfig.model_validate(
+            {k.removeprefix("SENTIMENT_").lower(): v for k, v in worker_settings(spec).items()}
+        ).kafka_topic
+        == "t"
+    )
+
+
+def test_the_poller_is_one_replica_recreated_never_rolled_and_dressed_like_the_workers():
+    poller = _poller({**BASE, "source": HTTP_SOURCE})
+    consumer = build_deployment(parse_spec(BASE), OWNER, CONSUMER, default_image="img")
+    pod, consumer_pod = poller["spec"]["template"]["spec"], consumer["spec"]["template"]["spec"]
+    (container,), (consumer_container,) = pod["containers"], consumer_pod["containers"]
+
+    assert poller["spec"]["replicas"] == 1
+    assert poller["spec"]["strategy"] == {"type": "Recreate"}
+    assert poller["metadata"]["labels"]["app.kubernetes.io/component"] == "poller"
+    assert poller["metadata"]["ownerReferences"][0]["uid"] == OWNER.uid
+    assert container["command"] == ["sentiment-pipeline", "poll"]
+    assert container["image"] == "img"
+    probes = ("startupProbe", "livenessProbe", "readinessProbe")
+    for same in ("securityContext", *probes, "volumeMounts", "ports"):
+        assert container[same] == consumer_container[same], same
+    for same in ("securityContext", "automountServiceAccountToken", "volumes"):
+        assert pod[same] == consumer_pod[same], same
+    secrets = {e["name"] for e in container["env"] if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]}
+    assert secrets == {"SENTIMENT_MONGO_URI", "SENTIMENT_HTTP_HEADERS"}, "no MySQL credentials for the poller"
+
+    paused = _poller({**BASE, "state": "paused", "source": HTTP_SOURCE})
+    assert paused["spec"]["replicas"] == 0
+
+
+def test_only_an_http_source_gets_a_poller_and_only_the_poller_its_headers():
+    kafka = build_children(parse_spec(BASE), OWNER, default_image="img")
+    deployments = [c["metadata"]["name"] for c in kafka if c["kind"] == "Deployment"]
+    assert deployments == ["p-consumer", "p-inference"]
+    spec = parse_spec({**BASE, "source": HTTP_SOURCE})
+    assert component_secrets(spec, "poller") == ["api-headers", "mongo"]
+    assert component_secrets(spec, CONSUMER) == ["mongo"]
+    # A new URL restarts the poller, not the consumers nor inference.
+    moved = {**HTTP_SOURCE, "http": {**HTTP_SOURCE["http"], "url": "https://api.example/v2/posts"}}
+    after = parse_spec({**BASE, "source": moved})
+    assert config_hash(spec, "poller") != config_hash(after, "poller")
+    assert config_hash(spec, CONSUMER) == config_hash(after, CONSUMER)
+    assert config_hash(spec, INFERENCE) == config_hash(after, INFERENCE)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from sentiment_operator.spec import PipelineSpec
+from sentiment_operator.spec import LANDING_COLLECTION, PipelineSpec
 
 from .helpers import CRD, GROUP, PLURAL, SAMPLES, VERSION, kubectl, pipeline
 
@@ -18,14 +19,16 @@ def _schema() -> dict[str, Any]:
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
 
 
-def _defaults(schema: dict[str, Any], path: str = "") -> dict[str, Any]:
-    """Every leaf default the schema declares, keyed by dotted camelCase path."""
+def _defaults(schema: dict[str, Any], served: dict[str, Any], path: str = "") -> dict[str, Any]:
+    """Every leaf default the schema declares under the objects ``served`` holds, by dotted camelCase path
+    (an optional object without a default, such as source.http, is only defaulted when it is there)."""
     found: dict[str, Any] = {}
     for key, prop in (schema.get("properties") or {}).items():
         here = f"{path}.{key}" if path else key
         if "default" in prop and prop["default"] != {}:
             found[here] = prop["default"]
-        found.update(_defaults(prop, here))
+        if isinstance(served.get(key), dict):
+            found.update(_defaults(prop, served[key], here))
     return found
 
 
@@ -58,24 +61,39 @@ async def test_crd_is_established_with_short_name_status_subresource_and_printer
     ]
 
 
+HTTP_SOURCE = {
+    "kind": "http",
+    "bootstrapServers": "kafka.example:9092",
+    "topic": "messages",
+    "http": {"url": "https://api.example/v1/posts"},
+}
+
+
+@pytest.mark.parametrize("change", [{}, {"source": HTTP_SOURCE}], ids=["minimal", "http-source"])
 async def test_server_fills_the_same_defaults_as_the_operator_spec_model(
-    api: client.ApiClient, namespace: str
+    api: client.ApiClient, namespace: str, change: dict[str, Any]
 ):
     objects = client.CustomObjectsApi(api)
-    created = await objects.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, pipeline("defaults", namespace)
-    )
+    body = pipeline("defaults", namespace, **change)
+    created = await objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     served = _flatten(created["spec"])
-    declared = _defaults(_schema())
-    # Every default the CRD declares is applied by the server (nested objects default to {} first) ...
+    declared = _defaults(_schema(), created["spec"])
+    # Every default the CRD declares is applied by the server where the body sets nothing (nested objects
+    # default to {} first) ...
     assert declared, "the CRD declares defaults"
+    given = _flatten(body["spec"])
     for path, value in declared.items():
-        assert served.get(path) == value, f"{path}: declared {value!r}, served {served.get(path)!r}"
+        expected = given.get(path, value)
+        assert served.get(path) == expected, f"{path}: declared {value!r}, served {served.get(path)!r}"
     # ... and the operator's pydantic model, given only the required fields, fills the very same values.
-    model = PipelineSpec.model_validate(pipeline("defaults", namespace)["spec"])
+    model = PipelineSpec.model_validate(body["spec"])
     from_model = _flatten(model.model_dump(by_alias=True, mode="json", exclude_none=True))
     for path, value in served.items():
         assert from_model.get(path) == value, f"{path}: server {value!r}, operator {from_model.get(path)!r}"
+
+
+def _http(**http: Any) -> dict[str, Any]:
+    return {"source": {**HTTP_SOURCE, "http": {**HTTP_SOURCE["http"], **http}}}
 
 
 @pytest.mark.parametrize(
@@ -89,6 +107,15 @@ async def test_server_fills_the_same_defaults_as_the_operator_spec_model(
         ({"staging": {}}, "spec.staging.mongoSecretRef"),
         ({"source": {"topic": "t"}}, "spec.source.bootstrapServers"),
         ({"metrics": {"port": 80}}, "spec.metrics.port"),
+        ({"source": {**HTTP_SOURCE, "kind": "ftp"}}, "spec.source.kind"),
+        ({"source": {**HTTP_SOURCE, "http": {"method": "GET"}}}, "spec.source.http.url"),
+        (_http(url="ftp://files.example/x"), "spec.source.http.url"),
+        (_http(method="DELETE"), "spec.source.http.method"),
+        (_http(paging={"type": "offset"}), "spec.source.http.paging.type"),
+        (_http(intervalSeconds=0), "spec.source.http.intervalSeconds"),
+        (_http(timeoutSeconds=601), "spec.source.http.timeoutSeconds"),
+        (_http(headersSecretRef={"name": "Not_A_Name"}), "spec.source.http.headersSecretRef.name"),
+        (_http(landing={"collection": "1pages"}), "spec.source.http.landing.collection"),
     ],
 )
 async def test_schema_rejects_invalid_specs_with_the_field_named(
@@ -131,3 +158,31 @@ def test_sql_identifiers_follow_the_one_pattern_the_operator_uses():
     sink = _schema()["properties"]["sink"]["properties"]
     assert sink["database"]["pattern"] == SQL_IDENTIFIER
     assert sink["table"]["pattern"] == SQL_IDENTIFIER
+
+
+def test_kubectl_apply_rejects_a_bad_http_source_naming_the_field(cluster, tmp_path):
+    body = pipeline("badhttp", "default", **_http(url="not a url", paging={"type": "offset"}))
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(yaml.safe_dump(body))
+    result = subprocess.run(
+        ["kubectl", f"--kubeconfig={cluster.admin_kubeconfig}", "apply", "-f", str(manifest)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "spec.source.http.url" in result.stderr
+    assert "spec.source.http.paging.type" in result.stderr
+
+
+def test_the_http_source_follows_the_pollers_own_rules():
+    """The CRD accepts no landing collection the poller refuses, and its defaults are the poller's."""
+    from sentiment_workers.http_source.settings import HttpSourceConfig
+
+    http = _schema()["properties"]["source"]["properties"]["http"]["properties"]
+    assert http["landing"]["properties"]["collection"]["pattern"] == LANDING_COLLECTION
+    poller = HttpSourceConfig.model_fields
+    assert http["method"]["default"] == poller["method"].default
+    assert http["recordsPath"]["default"] == poller["records_path"].default
+    assert http["intervalSeconds"]["default"] == poller["interval_seconds"].default
+    assert http["landing"]["properties"]["collection"]["default"] == poller["landing_collection"].default

@@ -52,20 +52,44 @@ def test_every_referenced_secret_is_listed_with_the_keys_read_from_it():
 
 
 def test_one_table_says_which_secret_key_feeds_which_worker_setting():
-    from sentiment_operator.builders import secret_env
+    from sentiment_operator.builders import secret_env, setting_env
     from sentiment_operator.spec import CREDENTIALS, SecretRef
-    from sentiment_workers.config import WorkerConfig, env_name
+    from sentiment_workers.config import WorkerConfig
+    from sentiment_workers.http_source.settings import HttpSourceConfig
 
+    http = {"url": "https://api.example/v1", "headersSecretRef": {"name": "api"}}
     source = {**REQUIRED["source"], "securityProtocol": "SASL_SSL", "authSecretRef": {"name": "kafka"}}
-    spec = PipelineSpec.model_validate({**REQUIRED, "source": source})
+    spec = PipelineSpec.model_validate({**REQUIRED, "source": {**source, "kind": "http", "http": http}})
     for credential in CREDENTIALS:
-        assert credential.setting in WorkerConfig.model_fields, credential
+        field = credential.setting
+        known = WorkerConfig.model_fields.keys() | {f"http_{f}" for f in HttpSourceConfig.model_fields}
+        assert field in known, credential
         assert isinstance(spec.secret_ref(credential.ref), SecretRef), credential
     # The Secret checks and the workers' secretKeyRef entries are both read off the table.
     assert secret_env(spec) == {
-        env_name(c.setting): (spec.secret_ref(c.ref).name, c.key)  # type: ignore[union-attr]
+        setting_env(c.setting): (spec.secret_ref(c.ref).name, c.key)  # type: ignore[union-attr]
         for c in CREDENTIALS
     }
+    assert secret_env(spec)["SENTIMENT_HTTP_HEADERS"] == ("api", "headers")
     plain = PipelineSpec.model_validate(REQUIRED)
     assert "SENTIMENT_KAFKA_SASL_PASSWORD" not in secret_env(plain), "no Secret referenced: no credential"
     assert set(plain.secret_refs()) == {"mongo", "mysql"}
+
+
+HTTP = {"url": "https://api.example/v1/posts?limit=100"}
+
+
+def test_an_http_source_needs_its_kind_and_the_kind_needs_the_source():
+    with pytest.raises(InvalidSpec, match=r"source\.kind http needs source\.http"):
+        parse_spec({**REQUIRED, "source": {**REQUIRED["source"], "kind": "http"}})
+    with pytest.raises(InvalidSpec, match=r"source\.http is set but source\.kind is kafka"):
+        parse_spec({**REQUIRED, "source": {**REQUIRED["source"], "http": HTTP}})
+    spec = parse_spec({**REQUIRED, "source": {**REQUIRED["source"], "kind": "http", "http": HTTP}})
+    assert spec.source.http is not None and spec.source.http.paging.type.setting == "cursor"
+
+
+def test_the_headers_secret_is_a_credential_of_the_http_source():
+    http = {**HTTP, "headersSecretRef": {"name": "api-headers"}}
+    spec = parse_spec({**REQUIRED, "source": {**REQUIRED["source"], "kind": "http", "http": http}})
+    assert spec.credentials()["http_headers"] == ("api-headers", "headers")
+    assert spec.secret_refs()["api-headers"] == ("headers",)
