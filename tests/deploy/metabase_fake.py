@@ -236,6 +236,16 @@ class FakeMetabase:
         self._server.shutdown()
         self._server.server_close()
 
+    def upgrade(self, version: MetabaseVersion) -> None:
+        """Restart as ``version`` on the same application database; from v0.57 on the saved queries are MBQL 5
+        (api-changelog.md, 0.57.0: "serialized as MBQL 5 ... in the application database")."""
+        with self._lock:
+            self.version = version
+            for card in self.state.cards.values():
+                parts = native_parts(card["dataset_query"])
+                if parts is not None:
+                    card["dataset_query"] = stored_query(version, *parts)
+
     def __enter__(self) -> FakeMetabase:
         return self.start()
 

@@ -44,6 +44,7 @@ from tests.deploy.conftest import REPO, MariaDB, Render
 from tests.deploy.metabase_fake import (
     CURRENT,
     TAB_ERROR,
+    V0_52,
     VERSIONS,
     FakeMetabase,
     MetabaseVersion,
@@ -348,6 +349,25 @@ def test_an_instance_provisioned_by_the_previous_release_converges_once(
     again = run(settings_for(fake, mariadb, warehouse))
     assert not again.changed and len(fake.state.revisions) == revisions
     assert fake.state.revisions_of("card", by_sentiment["id"]) == 2  # created, then pie -> bar once
+
+
+def test_upgrading_metabase_from_v0_52_to_the_lts_changes_nothing(
+    mariadb: MariaDB, warehouse: dict[str, str]
+) -> None:
+    """The chart's default image moves from v0.52 to v0.58: the same application database, now returning
+    MBQL 5, must not look like drift (the previous provisioner rewrote every question on every run)."""
+    with FakeMetabase(version=V0_52) as server:
+        settings = settings_for(server, mariadb, warehouse)
+        run(settings)
+        server.upgrade(CURRENT)
+        revisions = list(server.state.revisions)
+        puts = server.state.requests[("PUT", r"/api/card/(\d+)")]
+
+        assert not run(settings).changed
+
+        assert server.state.requests[("PUT", r"/api/card/(\d+)")] == puts
+        assert server.state.revisions == revisions
+        assert all("stages" in c["dataset_query"] for c in server.state.cards.values())
 
 
 def test_a_rerun_repairs_drift_and_keeps_hand_added_tabs_and_dashcards(
