@@ -205,7 +205,7 @@ def test_the_command_scores_a_model_and_vader_on_every_set(tiny_model: Path, tmp
     ("args", "message"),
     [
         (["--sets", "/nonexistent/eval"], "error: /nonexistent/eval: no such folder of evaluation sets"),
-        (["--split", "train"], "error: split 'train' is not one of dev, test"),
+        (["--split", "train"], "error: split 'train' is not one of dev, test, all"),
     ],
 )
 def test_bad_sets_or_split_is_one_error_line(args: list[str], message: str) -> None:

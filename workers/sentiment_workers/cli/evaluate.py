@@ -34,6 +34,9 @@ def evaluate(
     """Macro-F1, accuracy and per-label recall of the model and of VADER on every set; a markdown table."""
     from sentiment_workers.training import domain_eval
 
+    if split not in (*domain_eval.SPLITS, "all"):
+        typer.echo(f"error: split {split!r} is not one of {', '.join(domain_eval.SPLITS)}, all", err=True)
+        raise typer.Exit(2)
     try:
         loaded = domain_eval.load_sets(sets, None if split == "all" else split)
     except (domain_eval.EvalSetError, OSError) as exc:
