@@ -9,17 +9,20 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from sentiment_workers.consumer import StagingConsumer
+import pytest
+from sentiment_workers.fused import FusedWorker
 from sentiment_workers.inference import InferenceWorker
 from sentiment_workers.model import Prediction, SentimentClassifier
 
 from tests.dataplane.conftest import KAFKA_TEST_OVERRIDES, ROOT
 from tests.dataplane.helpers import (
-    Running,
+    MODES,
+    RunningAll,
     WrappedClassifier,
     create_topic,
     leased_count,
     messages,
+    pipeline_workers,
     produce,
     sample_value,
     staging_states,
@@ -29,13 +32,24 @@ from tests.dataplane.helpers import (
 from tests.dataplane.test_inference import stage
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_sigkill_mid_batch_then_another_worker_leaves_exactly_n_rows(
-    services, config, store, warehouse, classifier, tiny_model_dir, metrics
+    mode, services, config, store, warehouse, classifier, tiny_model_dir, metrics
 ):
     n = 150
-    ids = await stage(store, n)
+    if mode == "fused":  # the killed worker consumes the topic itself
+        await create_topic(config, partitions=1)
+        sent = messages(n, "k")
+        await produce(config, sent)
+        ids = [m["id"] for m in sent]
+    else:
+        ids = await stage(store, n)
     worker_config = config.model_copy(update={"lease_seconds": 2.0, "model_batch_size": 10})
-    env = services.worker_env(worker_config) | {"SLOW_PREDICT_S": "0.2", "SLOW_MARK_DONE_S": "3"}
+    env = services.worker_env(worker_config) | {
+        "SLOW_PREDICT_S": "0.2",
+        "SLOW_MARK_DONE_S": "3",
+        "WORKER_MODE": mode,
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.dataplane.slow_worker", str(tiny_model_dir)],
         cwd=ROOT,
@@ -54,10 +68,19 @@ async def test_sigkill_mid_batch_then_another_worker_leaves_exactly_n_rows(
     rows_at_kill = await warehouse.count()
     states_at_kill = await staging_states(store)
     assert rows_at_kill > states_at_kill.get("done", 0), "the kill should land between commit and mark-done"
-    assert await leased_count(store) > 0, "the kill should leave leased documents behind"
+    if mode == "fused":
+        assert await store.batches.count_documents({"state": "open"}) > 0, (
+            "the kill should leave a batch open"
+        )
+    else:
+        assert await leased_count(store) > 0, "the kill should leave leased documents behind"
 
     # Another worker takes over once the dead worker's leases expire.
-    survivor = InferenceWorker(config, store, warehouse, classifier, metrics)
+    survivor: InferenceWorker | FusedWorker = InferenceWorker(config, store, warehouse, classifier, metrics)
+    if mode == "fused":  # it also consumes what the dead worker never fetched
+        survivor = FusedWorker(
+            config, store, warehouse, classifier, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES
+        )
     await asyncio.wait_for(survivor.run(asyncio.Event(), exit_when_idle=0.5), 120)
 
     final_ids = await warehouse_ids(warehouse)
@@ -80,15 +103,18 @@ class Slowed(WrappedClassifier):
         return self.inner.predict(texts)
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_restarting_mariadb_and_mongo_mid_stream_leaves_exactly_n_rows(
-    services, config, store, warehouse, classifier, metrics
+    mode, services, config, store, warehouse, classifier, metrics
 ):
     n = 400
     await create_topic(config, partitions=2)
     sent = messages(n, "r")
-    consumer = StagingConsumer(config, store, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES)
-    worker = InferenceWorker(config, store, warehouse, Slowed(classifier, 0.15), metrics, claim_size=16)
-    async with Running(consumer.run), Running(worker.run):
+    slowed = Slowed(classifier, 0.15)
+    workers = pipeline_workers(
+        mode, config, store, warehouse, slowed, metrics, claim_size=16, kafka_overrides=KAFKA_TEST_OVERRIDES
+    )
+    async with RunningAll(workers):
         producing = asyncio.create_task(produce(config, sent, rate=100))  # ~4 s of traffic
         await wait_until(lambda: _has_rows(warehouse), what="first rows")
 

@@ -22,12 +22,14 @@ from sentiment_workers.adapters import mongo, mysql
 from sentiment_workers.adapters.mongo import StagingStore
 from sentiment_workers.adapters.mysql import WarehouseRow
 from sentiment_workers.consumer import StagingConsumer
+from sentiment_workers.fused import FusedWorker
 from sentiment_workers.inference import InferenceWorker
 from sentiment_workers.isolation import write_isolating
 from sentiment_workers.messages import SourceRecord, StagedMessage, parse_record, utcnow
 
 from tests.dataplane.conftest import KAFKA_TEST_OVERRIDES, ROOT
 from tests.dataplane.helpers import (
+    MODES,
     Running,
     create_topic,
     messages,
@@ -89,18 +91,28 @@ async def test_bisection_propagates_errors_that_are_not_about_the_data():
 # -- consumer side: MongoDB ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_consumer_dead_letters_only_what_mongo_refuses_and_keeps_a_lone_surrogate_with_a_trace(
-    config, store, metrics
+    mode, config, store, warehouse, classifier, metrics
 ):
     await create_topic(config, partitions=1)
     good = messages(30, "g")
     records: list[dict[str, Any] | bytes] = [*good[:10], *MONGO_REFUSED.values(), SURROGATE, *good[10:]]
     await produce(config, records)
-    consumer = StagingConsumer(config, store, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES)
+    consumer: StagingConsumer | FusedWorker = StagingConsumer(
+        config, store, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES
+    )
+    if mode == "fused":  # stages with inserts, one batch document per part of a split batch
+        consumer = FusedWorker(
+            config, store, warehouse, classifier, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES
+        )
     async with Running(consumer.run) as running:
         await wait_until(lambda: _count(store.messages, 31), what="31 staged")
         await wait_until(lambda: _count(store.dead_letters, 2), what="2 dead letters")
         assert not running.task.done()  # the consumer never stopped
+        if mode == "fused":  # and it classified them
+            await wait_until(lambda: _states(store, {"done": 31}), what="31 done")
+            assert await warehouse.count() == 31
     assert await store.messages.count_documents({}) == 31
     letters = {d["offset"]: d for d in await store.dead_letters.find({}).to_list(None)}
     assert {(d["stage"], d["reason"]) for d in letters.values()} == {("consume", "store_rejected")}
@@ -134,14 +146,24 @@ async def stage_payloads(store: StagingStore, payloads: list[dict[str, Any]]) ->
     await store.stage(staged, [], utcnow())
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_worker_dead_letters_only_the_rows_mariadb_refuses_and_writes_the_rest(
-    config, store, warehouse, classifier, metrics
+    mode, config, store, warehouse, classifier, metrics
 ):
     payloads = [{"id": f"w-{i}", "comment": f"text {i}"} for i in range(40)]
     payloads[5] = {"id": "too-deep", "comment": "deep", "p": nested(40)}  # MariaDB's JSON depth limit is 32
     payloads[27] = {"id": "also-deep", "comment": "deep", "p": nested(33)}
-    await stage_payloads(store, payloads)
-    worker = InferenceWorker(config, store, warehouse, classifier, metrics, claim_size=40)
+    worker: InferenceWorker | FusedWorker = InferenceWorker(
+        config, store, warehouse, classifier, metrics, claim_size=40
+    )
+    if mode == "fused":
+        await create_topic(config, partitions=1)
+        await produce(config, payloads)
+        worker = FusedWorker(
+            config, store, warehouse, classifier, metrics, batch_size=40, kafka_overrides=KAFKA_TEST_OVERRIDES
+        )
+    else:
+        await stage_payloads(store, payloads)
     await asyncio.wait_for(worker.run(asyncio.Event(), exit_when_idle=0.3), 60)
     assert sorted(await warehouse_ids(warehouse)) == sorted(f"w-{i}" for i in range(40) if i not in (5, 27))
     assert await staging_states(store) == {"done": 38, "dead_lettered": 2}
@@ -323,6 +345,10 @@ async def test_mariadb_schema_or_privilege_errors_are_neither_transient_nor_a_re
     assert not mysql.is_transient(missing.value) and not mysql.is_rejection(missing.value)
 
 
+async def _states(store, expected: dict[str, int]) -> bool:
+    return await staging_states(store) == expected
+
+
 async def _count(collection, n: int) -> bool:
     return await collection.count_documents({}) >= n
 
@@ -330,23 +356,33 @@ async def _count(collection, n: int) -> bool:
 # -- a document that kills its worker (OOM) ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_a_worker_sigkilled_on_one_text_dead_letters_only_that_text(
-    services, config, store, warehouse, tiny_model_dir
+    mode, services, config, store, warehouse, tiny_model_dir
 ):
     """A text kills every worker process that holds it (SIGKILL, as the OOM killer does). Claims that did not
     finish come back halved until it is alone; only it is dead-lettered (too_many_attempts), every other
-    message of its claims lands once."""
+    message of its claims lands once. Fused: its Kafka batch of 8 dies, is released to the lease path after
+    its lease (one attempt), and the same halving follows."""
     texts = [f"ordinary text {i}" for i in range(40)]
     texts[5] = "HUGE text that takes all the memory"
-    ids = await stage(store, 40, texts=texts)
+    if mode == "fused":
+        await create_topic(config, partitions=1)
+        await produce(config, [{"id": f"s-{i}", "comment": text} for i, text in enumerate(texts)])
+        ids = [f"s-{i}" for i in range(40)]
+    else:
+        ids = await stage(store, 40, texts=texts)
     worker_config = config.model_copy(update={"lease_seconds": 1.0})
     env = services.worker_env(worker_config) | {
         "POISON_MARKER": "HUGE",
         "CLAIM_SIZE": "8",
         "MAX_ATTEMPTS": "1",
+        "WORKER_MODE": mode,
     }
     exits: list[int] = []
-    while await store.count_backlog() and len(exits) < 20:  # a supervisor restarting the worker
+    while (not exits or await store.count_backlog()) and len(
+        exits
+    ) < 20:  # a supervisor restarting the worker
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.dataplane.poison_worker", str(tiny_model_dir), cwd=ROOT, env=env
         )

@@ -12,6 +12,7 @@ one re-read; marking a batch done is one ``bulk_write``. See docs/data-plane.md 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -479,7 +480,14 @@ class StagingStore:
         await self.batches.insert_one(
             {"_id": token, "state": BATCH_OPEN, "owner": owner, "lease_expires": expires, "size": len(docs)}
         )
-        existing = await self._insert_new(docs)
+        try:
+            existing = await self._insert_new(docs)
+        except Exception:
+            # Refused or cut off: what this call inserted (a server may refuse one document and take the
+            # others) goes to the lease path at once, not after the lease; the caller retries or splits.
+            with contextlib.suppress(PyMongoError):
+                await self._release_batch(token, attempted=False)
+            raise
         if existing:
             await self.messages.bulk_write(
                 [
@@ -539,15 +547,19 @@ class StagingStore:
             {"state": BATCH_OPEN, "lease_expires": {"$lte": now}}, {"_id": 1}
         ).to_list(limit)
         for batch in expired:
-            await self.messages.update_many(
-                {"batch": batch["_id"], "status": FUSED},
-                {"$set": {"status": PENDING, "lease_expires": EPOCH}},
-            )
-            await self.batches.update_one(
-                {"_id": batch["_id"], "state": BATCH_OPEN},
-                {"$set": {"state": BATCH_RELEASED, "released_at": now}},
-            )
+            await self._release_batch(batch["_id"], attempted=True)
         return len(expired)
+
+    async def _release_batch(self, token: str, *, attempted: bool) -> None:
+        """Make a batch's fused documents ``pending`` and claimable (``attempted``: its worker died holding
+        them, which counts as one attempt; otherwise the batch never reached the model: no attempt)."""
+        update: dict[str, Any] = {"status": PENDING, "lease_expires": EPOCH}
+        if not attempted:
+            update["attempts"] = 0
+        await self.messages.update_many({"batch": token, "status": FUSED}, {"$set": update})
+        await self.batches.update_one(
+            {"_id": token, "state": BATCH_OPEN}, {"$set": {"state": BATCH_RELEASED, "released_at": utcnow()}}
+        )
 
     async def batch_results(self, doc_id: str) -> dict[str, Any] | None:
         """The prediction a completed fused batch stored for one message (None: not in a done batch)."""
