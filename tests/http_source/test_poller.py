@@ -5,9 +5,13 @@ and the crash points between landing, moving the position and publishing lose no
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
+import uuid
+from pathlib import PurePosixPath
 
+import fsspec
 import pytest
 from sentiment_workers.adapters.landing import LeaseLostError
 from sentiment_workers.http_source.client import SourceError
@@ -214,17 +218,25 @@ async def test_one_poller_per_source_the_lease_keeps_a_second_one_out(
     }
 
 
-async def test_pages_can_land_in_an_object_store_url(config, metrics, paged_api, make_poller, tmp_path):
+@pytest.mark.parametrize("store", ["local path", "fsspec URL"])
+async def test_pages_can_land_in_an_object_store_url(
+    store, config, metrics, paged_api, make_poller, tmp_path
+):
+    """A local path (written atomically by rename) and an fsspec URL (one PUT per object; fsspec's in-memory
+    filesystem, the same code path as s3:// with s3fs)."""
+    url = str(tmp_path / "landing") if store == "local path" else f"memory://landing-{uuid.uuid4().hex}"
     api = paged_api("cursor", pages=3)
-    poller = await make_poller(source_config(api, config, landing_url=str(tmp_path / "landing")), metrics)
+    poller = await make_poller(source_config(api, config, landing_url=url), metrics)
 
     await poller.run(asyncio.Event(), once=True)
 
-    objects = sorted((tmp_path / "landing" / poller.name).glob("*.json"))
-    assert {o.stem for o in objects} == set(api.served)
-    stored = json.loads(objects[0].read_text())
+    fs, root = fsspec.core.url_to_fs(url)
+    objects = sorted(fs.ls(f"{root.rstrip('/')}/{poller.name}", detail=False))
+    assert {PurePosixPath(o).stem for o in objects} == set(api.served)
+    assert not any(o.endswith(".partial") for o in objects)
+    stored = json.loads(fs.cat_file(objects[0]))
     assert (
-        hashlib.sha256(__import__("base64").b64decode(stored["body_base64"])).hexdigest() == objects[0].stem
+        hashlib.sha256(base64.b64decode(stored["body_base64"])).hexdigest() == PurePosixPath(objects[0]).stem
     )
     ledger = await landed_pages(poller)
     assert all("body" not in p and p["object"].endswith(".json") for p in ledger)

@@ -236,9 +236,15 @@ class ObjectStore:
     on object stores."""
 
     def __init__(self, url: str) -> None:
-        import fsspec
+        try:
+            import fsspec
 
-        self.fs, root = fsspec.core.url_to_fs(url)
+            self.fs, root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:  # fsspec, or the protocol's package (s3fs), not installed
+            raise ValueError(
+                f"cannot use SENTIMENT_HTTP_LANDING_URL={url.split('?')[0]!r}: {type(exc).__name__}: {exc} "
+                "(object stores need the 'batch' extra: fsspec, and s3fs for s3://)"
+            ) from None
         self.root = root.rstrip("/")
         self.local = "file" in (
             self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
