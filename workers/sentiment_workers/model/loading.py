@@ -1,4 +1,9 @@
-"""``load_classifier``: resolve a model, pick a backend, size threads, return a ready classifier."""
+"""``load_classifier``: resolve a model, pick a backend, size threads, return a ready classifier.
+
+A scikit-learn model (``config.json`` ``model_type: sklearn-*``, e.g. the TF-IDF + Naive Bayes baseline) runs
+on the ``sklearn`` backend whatever transformer backend is configured: its files say what it is, and a
+transformer backend could not run it. Asking for ``sklearn`` with a transformer model is an error.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from sentiment_workers.config import DEFAULT_MODEL, ModelBackend
 from sentiment_workers.model.contract import SentimentClassifier
 from sentiment_workers.model.errors import ModelLoadError
 from sentiment_workers.model.labels import labels_from_config
+from sentiment_workers.model.sklearn_backend import BACKEND as SKLEARN
+from sentiment_workers.model.sklearn_backend import SklearnClassifier, is_sklearn_model, load_pipeline
 from sentiment_workers.model.source import resolve_model
 from sentiment_workers.model.threads import default_threads
 
@@ -23,17 +30,17 @@ def load_classifier(
     device: str | None = None,
     threads: int | None = None,
 ) -> SentimentClassifier:
-    """Load ``model`` ('default', a directory, or a cached hub name) on the chosen backend.
+    """Load ``model`` ('default', a directory, ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` from the
+    MLflow registry at ``MLFLOW_TRACKING_URI``, or a cached hub name) on the chosen backend.
 
     ``threads`` defaults to the cgroup CPU quota (capped by the affinity mask); ``device`` to cuda when
     available for the ``torch`` backend, else cpu. Raises ``ModelLoadError`` for a missing/invalid model and
     ``ValueError`` for a bad setting.
     """
-    try:
-        backend = ModelBackend(backend)
-    except ValueError:
-        choices = ", ".join(b.value for b in ModelBackend)
-        raise ValueError(f"unknown model backend {backend!r}; choose one of {choices}") from None
+    backend_name = backend.value if isinstance(backend, ModelBackend) else str(backend)
+    choices = list(dict.fromkeys([*(b.value for b in ModelBackend), SKLEARN]))
+    if backend_name not in choices:
+        raise ValueError(f"unknown model backend {backend!r}; choose one of {', '.join(choices)}") from None
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if max_length < 8:
@@ -41,12 +48,29 @@ def load_classifier(
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
 
-    if backend is not ModelBackend.TORCH and device not in (None, "cpu"):
-        raise ValueError(f"the {backend.value} backend runs on cpu only, not {device!r}")
+    if backend_name != ModelBackend.TORCH.value and device not in (None, "cpu"):
+        raise ValueError(f"the {backend_name} backend runs on cpu only, not {device!r}")
+
+    source = resolve_model(model)
+    config = _read_config(source.path, model)
+    if is_sklearn_model(config):
+        if device not in (None, "cpu"):
+            raise ValueError(f"a scikit-learn model runs on cpu only, not {device!r}")
+        pipeline = load_pipeline(source.path, config, model)
+        return SklearnClassifier(
+            pipeline=pipeline,
+            model_id=f"{source.name}@{source.short_hash}/{SKLEARN}",
+            batch_size=batch_size,
+            max_length=max_length,
+        )
+    if backend_name == SKLEARN:
+        raise ModelLoadError(
+            model, "the sklearn backend runs scikit-learn models; this is a transformer model"
+        )
+    backend = ModelBackend(backend_name)
 
     from sentiment_workers.model.encoding import TextEncoder
 
-    source = resolve_model(model)
     threads = threads or default_threads()
     if backend is ModelBackend.ONNX_INT8:
         device = "cpu"  # torch is not even imported once the export is cached
@@ -57,7 +81,6 @@ def load_classifier(
         if device is None:
             device = "cuda" if backend is ModelBackend.TORCH and torch.cuda.is_available() else "cpu"
 
-    config = _read_config(source.path, model)
     try:
         labels = labels_from_config(config)
     except ValueError as exc:

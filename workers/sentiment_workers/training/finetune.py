@@ -1,11 +1,12 @@
-"""Fine-tune the packaged MiniLM encoder as a 3-label classifier and save it as fp16 safetensors."""
+"""Fine-tune the packaged MiniLM encoder as a classifier (3 sentiment labels by default, or any task's
+labels) and save it as fp16 safetensors."""
 
 from __future__ import annotations
 
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,10 @@ def fine_tune(
     settings: TrainingSettings,
     output_dir: Path,
     log: Callable[..., Any],
+    labels: Sequence[str] = LABELS,
 ) -> dict[str, Any]:
-    """Train on ``train``; write config (id2label), tokenizer and fp16 safetensors to ``output_dir``.
+    """Train on ``train``; write config (id2label: ``labels`` in order), tokenizer and fp16 safetensors to
+    ``output_dir``.
 
     Returns a summary: steps, final loss, wall time.
     """
@@ -59,14 +62,16 @@ def fine_tune(
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(
         base,
-        num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)},
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
         dtype=torch.float32,
         local_files_only=True,
+        # A base that is already a classifier of other labels (the shipped sentiment model) gets a new head.
+        **({} if list(labels) == list(LABELS) else {"ignore_mismatched_sizes": True}),
     )
     model.train()
-    label_ids = {label: i for i, label in enumerate(LABELS)}
+    label_ids = {label: i for i, label in enumerate(labels)}
 
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * settings.epochs))
@@ -104,8 +109,8 @@ def fine_tune(
                 padding=True,
                 return_tensors="pt",
             )
-            labels = torch.tensor([label_ids[e.label] for e in batch])
-            loss = model(**encoded, labels=labels).loss
+            targets = torch.tensor([label_ids[e.label] for e in batch])
+            loss = model(**encoded, labels=targets).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

@@ -44,3 +44,55 @@ def log_run(params: dict[str, Any], metrics: dict[str, Any], artifacts_dir: Path
             if (artifacts_dir / name).is_file():
                 mlflow.log_artifact(str(artifacts_dir / name))
         return str(run.info.run_id)
+
+
+def log_and_register(
+    *,
+    task: str,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    model_dir: Path,
+    plot: Path,
+    alias: str,
+    tags: dict[str, str],
+) -> dict[str, Any] | None:
+    """With ``MLFLOW_TRACKING_URI`` set: one run with ``params``, the numeric ``metrics`` (flattened:
+    ``model.macro_f1``...), the plot and the model directory (artifact path ``model``); the model registered
+    as a new version of ``task`` and given ``alias`` (``models:/<task>@<alias>`` then serves it). None when
+    tracking is off.
+
+    The registered version's source is the run's ``model`` artifact folder: the same files the runtime loads
+    from a path (``config.json`` names the kind of model), downloaded through the tracking server.
+    """
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    flat: dict[str, float] = {}
+    _flatten("", metrics, flat)
+    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "sentiment-pipeline"))
+    client = MlflowClient()
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        mlflow.log_params({k: v for k, v in params.items() if v is not None})
+        mlflow.log_metrics(flat)
+        mlflow.log_artifact(str(plot))
+        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+        source = mlflow.get_artifact_uri("model")
+        run_id = str(run.info.run_id)
+    try:
+        client.create_registered_model(task, tags={"task": task})
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(task, source=source, run_id=run_id, tags=tags)
+    client.set_registered_model_alias(task, alias, version.version)
+    return {
+        "run_id": run_id,
+        "registered_model": task,
+        "version": int(version.version),
+        "alias": alias,
+        "model_uri": f"models:/{task}@{alias}",
+    }
