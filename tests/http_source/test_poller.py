@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import uuid
+from datetime import timedelta
 from pathlib import PurePosixPath
 
 import fsspec
@@ -17,6 +18,7 @@ from sentiment_workers.adapters.landing import LeaseLostError
 from sentiment_workers.http_source.client import SourceError
 from sentiment_workers.http_source.metrics import api_fault
 from sentiment_workers.http_source.poller import HttpPoller, LeaseHeldError
+from sentiment_workers.messages import utcnow
 
 from tests.dataplane.helpers import sample_value
 from tests.http_source.conftest import source_config, topic_messages
@@ -288,3 +290,35 @@ async def test_a_one_off_run_gives_up_naming_the_poller_that_holds_the_lease(
         renewing.set()
         await renewer
     assert api.requests == 0
+
+
+async def test_a_poller_whose_lease_was_taken_stops_moving_the_position_until_it_holds_it_again(
+    config, metrics, paged_api, make_poller
+):
+    api = paged_api("page_number", pages=40, delay_s=0.02)
+    source = source_config(api, config)
+    poller = await make_poller(source, metrics, owner="pod-a", lease_seconds=1.5)
+    stop = asyncio.Event()
+    running = asyncio.create_task(poller.run(stop))
+    while api.statuses["200"] < 3:
+        await asyncio.sleep(0.01)
+
+    # pod-a stalls (a long GC pause, a partition): its lease expires and pod-b takes the source for 3 s
+    await poller.landing.sources.update_one(
+        {"_id": source.source_name},
+        {"$set": {"owner": "pod-b", "lease_expires": utcnow() + timedelta(seconds=3)}},
+    )
+    frozen = (await poller.landing.state(source.source_name)).seq
+    await asyncio.sleep(2.0)
+    assert (await poller.landing.state(source.source_name)).seq == frozen, "pod-a moved a position it lost"
+
+    while api.acked < api.last:  # pod-b's lease expires: pod-a holds the source again and finishes
+        await asyncio.sleep(0.05)
+        assert not running.done()
+    await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    assert api.gone == 0, "no page it had moved past was asked for again"
+    assert all(api.served_times[k] == 1 for k in range(api.first, api.last)), "nor any page of records"
+    assert {p["hash"] for p in await landed_pages(poller)} == set(api.served)
+    assert (await published_ids(config))[1] == api.expected_ids()

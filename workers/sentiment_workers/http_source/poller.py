@@ -222,7 +222,12 @@ class HttpPoller:
     async def _publish(self, page: LandedPage, records: list[Any] | None = None) -> int:
         """Send every record of ``page`` and wait for Kafka's acknowledgements, then mark it published."""
         if records is None:
-            records = paging.records_of(self.source, page.body)
+            try:
+                records = paging.records_of(self.source, page.body)
+            except paging.UnreadablePageError as exc:  # the settings changed since it was landed
+                raise SourceError(
+                    REJECTED, f"landed page {page.id} cannot be read with the current settings: {exc}"
+                ) from None
         messages = [paging.message_for(self.source, record, page.id) for record in records]
         topic = self.config.kafka_topic
 
@@ -277,7 +282,7 @@ class HttpPoller:
             except Exception as exc:  # Mongo down: the lease may expire; the fenced writes stay safe
                 log.warning("lease renewal failed", source=self.name, error=str(exc)[:300])
                 continue
-            if not held:
+            if not held and not self.lease_lost:
                 log.warning("lease lost", source=self.name)
                 self.lease_lost = True
 
@@ -305,8 +310,10 @@ class HttpPoller:
                         raise
                 except LeaseLostError as exc:
                     log.warning("stopped polling: lease lost", source=self.name, error=str(exc))
-                    if once or not await self.acquire(stop):
+                    if once:
                         raise
+                    if not await self.acquire(stop):
+                        break
                     continue
                 else:
                     if summary is not None:
