@@ -95,7 +95,7 @@ class MetabaseVersion:
 
 
 V0_52 = MetabaseVersion("v0.52.4", mbql5=False, tab_check_on_request=False, single_tab_fills_in=False)
-CURRENT = MetabaseVersion("v0.58.35", mbql5=True, tab_check_on_request=True, single_tab_fills_in=True)
+CURRENT = MetabaseVersion("v0.58.39", mbql5=True, tab_check_on_request=True, single_tab_fills_in=True)
 VERSIONS: tuple[MetabaseVersion, ...] = (V0_52, CURRENT)
 
 

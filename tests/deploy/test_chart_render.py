@@ -266,7 +266,7 @@ def test_metabase_is_the_lts_release_provisioned_with_the_specified_dashboard(
     default_docs: list[dict[str, Any]], render: Render
 ) -> None:
     container = one(default_docs, "Deployment", "metabase")["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "metabase/metabase:v0.58.35"  # the v0.58 LTS line (docs/metabase.md)
+    assert container["image"] == "metabase/metabase:v0.58.39"  # the v0.58 LTS line (docs/metabase.md)
     env = env_of(
         one(default_docs, "Job", "metabase-provisioner")["spec"]["template"]["spec"]["containers"][0]
     )

@@ -609,7 +609,7 @@ def test_saved_sql_is_read_from_either_query_shape(dataset_query: Any, expected:
 
 
 def test_the_server_version_picks_the_query_shape() -> None:
-    assert major_version({"version": {"tag": "v0.58.35"}}) == 58
+    assert major_version({"version": {"tag": "v0.58.39"}}) == 58
     assert major_version({"version": {"tag": "v1.52.4"}}) == 52  # the Enterprise edition counts the same
     assert major_version({"version": {"tag": "vUNKNOWN"}}) is None
     assert major_version({}) is None
