@@ -6,12 +6,21 @@ from __future__ import annotations
 import asyncio
 import json
 
-from sentiment_workers.consumer import StagingConsumer
+import pytest
 from sentiment_workers.inference import InferenceWorker
 from sentiment_workers.messages import DeadLetterReason, Rejected, SourceRecord, utcnow
 
 from tests.dataplane.conftest import KAFKA_TEST_OVERRIDES
-from tests.dataplane.helpers import Running, create_topic, messages, produce, wait_until, warehouse_ids
+from tests.dataplane.helpers import (
+    MODES,
+    RunningAll,
+    create_topic,
+    messages,
+    pipeline_workers,
+    produce,
+    wait_until,
+    warehouse_ids,
+)
 from tests.dataplane.test_cli import cli
 from tests.dataplane.test_inference import RaisingOn
 
@@ -19,24 +28,28 @@ BIG_INT = b'{"id": "big-int", "comment": "BSON cannot hold it", "n": 12345678901
 INVALID = [b"{not json", b'["an", "array"]']
 
 
-async def _pipeline_with_dead_letters(config, store, warehouse, classifier, metrics) -> list[str]:
+async def _pipeline_with_dead_letters(mode, config, store, warehouse, classifier, metrics) -> list[str]:
     """20 good messages (one the model cannot process), 2 invalid records and one Mongo refuses."""
     await create_topic(config, partitions=2)
     good = messages(20, "d")
     good[4]["comment"] = "POISON for this model"
     await produce(config, [*good, *INVALID, BIG_INT])
-    consumer = StagingConsumer(config, store, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES)
-    worker = InferenceWorker(config, store, warehouse, RaisingOn(classifier, "POISON"), metrics)
-    async with Running(consumer.run), Running(worker.run):
+    raising = RaisingOn(classifier, "POISON")
+    async with RunningAll(
+        pipeline_workers(
+            mode, config, store, warehouse, raising, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES
+        )
+    ):
         await wait_until(lambda: _rows(warehouse, 19), what="19 rows")
         await wait_until(lambda: _letters(store, 4), what="4 dead letters")
     return [m["id"] for m in good]
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_dead_letters_are_listed_and_replayed_exactly_once_after_a_fix(
-    services, config, store, warehouse, classifier, metrics
+    mode, services, config, store, warehouse, classifier, metrics
 ):
-    ids = await _pipeline_with_dead_letters(config, store, warehouse, classifier, metrics)
+    ids = await _pipeline_with_dead_letters(mode, config, store, warehouse, classifier, metrics)
     env = services.worker_env(config)
 
     listed = cli("dead-letters", "list", env=env)
@@ -75,10 +88,11 @@ async def test_dead_letters_are_listed_and_replayed_exactly_once_after_a_fix(
     assert "still store_rejected" in stuck.stdout and "3 still refused" in stuck.stderr
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_reconcile_adds_up_after_a_clean_run_and_fails_when_a_count_is_tampered_with(
-    services, config, store, warehouse, classifier, metrics
+    mode, services, config, store, warehouse, classifier, metrics
 ):
-    await _pipeline_with_dead_letters(config, store, warehouse, classifier, metrics)
+    await _pipeline_with_dead_letters(mode, config, store, warehouse, classifier, metrics)
     env = services.worker_env(config)
     clean = cli("reconcile", "--expect-drained", env=env)
     assert clean.returncode == 0, clean.stdout + clean.stderr

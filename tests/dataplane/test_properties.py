@@ -9,15 +9,14 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sentiment_workers.adapters.kafka import create_producer
-from sentiment_workers.consumer import StagingConsumer
-from sentiment_workers.inference import InferenceWorker
 from sentiment_workers.messages import SourceRecord, StagedMessage, parse_record
 
 from tests.dataplane.conftest import KAFKA_TEST_OVERRIDES
-from tests.dataplane.helpers import Running, create_topic, warehouse_ids
+from tests.dataplane.helpers import MODES, RunningAll, create_topic, pipeline_workers, warehouse_ids
 
 TEXT = st.text(st.characters(exclude_categories=()), max_size=12)  # every code point, lone surrogates too
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | TEXT
@@ -72,18 +71,27 @@ VALUES = st.one_of(
 RECORDS = st.lists(st.tuples(st.none() | st.binary(min_size=1, max_size=6), VALUES), min_size=1, max_size=8)
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_any_records_end_exactly_once_in_the_warehouse_or_the_dead_letters(
-    config, store, warehouse, classifier, metrics
+    mode, config, store, warehouse, classifier, metrics
 ):
     await create_topic(config, partitions=2)
     loop = asyncio.get_running_loop()
     producer = create_producer(config)
     await producer.start()
-    consumer = StagingConsumer(config, store, metrics, kafka_overrides=KAFKA_TEST_OVERRIDES)
-    worker = InferenceWorker(config, store, warehouse, classifier, metrics, claim_size=16)
+    workers = pipeline_workers(
+        mode,
+        config,
+        store,
+        warehouse,
+        classifier,
+        metrics,
+        claim_size=16,
+        kafka_overrides=KAFKA_TEST_OVERRIDES,
+    )
     checked = 0
     try:
-        async with Running(consumer.run) as consuming, Running(worker.run) as inferring:
+        async with RunningAll(workers) as running:
 
             async def send_and_check(records: list[tuple[bytes | None, bytes]]) -> None:
                 nonlocal checked
@@ -95,7 +103,7 @@ async def test_any_records_end_exactly_once_in_the_warehouse_or_the_dead_letters
                     expected.append((source, parse_record(source, max_bytes=config.max_message_bytes)))
                 deadline = loop.time() + 60
                 while not await _accounted(store, warehouse, expected):
-                    assert not consuming.task.done() and not inferring.task.done(), "a worker exited"
+                    assert not running.any_exited(), "a worker exited"
                     assert loop.time() < deadline, f"records not accounted for: {records!r:.2000}"
                     await asyncio.sleep(0.1)
                 checked += len(records)
@@ -111,7 +119,7 @@ async def test_any_records_end_exactly_once_in_the_warehouse_or_the_dead_letters
                 asyncio.run_coroutine_threadsafe(send_and_check(records), loop).result(timeout=120)
 
             await asyncio.to_thread(property_holds)
-            assert not consuming.task.done() and not inferring.task.done()
+            assert not running.any_exited()
     finally:
         await producer.stop()
     assert checked >= 30

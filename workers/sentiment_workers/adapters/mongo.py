@@ -497,6 +497,11 @@ class StagingStore:
                 ordered=False,
             )
         fresh = [doc for i, doc in enumerate(docs) if i not in existing]
+        if existing:  # the batch holds only what it inserted (nothing: it is not needed)
+            if fresh:
+                await self.batches.update_one({"_id": token}, {"$set": {"size": len(fresh)}})
+            else:
+                await self.batches.delete_one({"_id": token, "state": BATCH_OPEN})
         claim = Claim(token=token, owner=owner, expires=expires, documents=fresh, batch=True)
         return claim, StageResult(staged=len(fresh), dead_lettered={})
 
