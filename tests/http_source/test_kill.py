@@ -1,6 +1,7 @@
 """The poller killed with SIGKILL at random points of a run, then restarted, against the real Kafka, MongoDB
-and consumer: every page the API served is landed once, every landed page is published, and every record is
-staged exactly once by the project's consumer. The seed is printed (``KILL_SEED=<n>`` replays it)."""
+and consumer, while the API also fails now and then (500, 429 with Retry-After, a dropped connection): every
+page the API served is landed once, every landed page is published, and every record is staged exactly once
+by the project's consumer. The seed is printed (``KILL_SEED=<n>`` replays it)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ async def test_sigkill_at_random_points_then_restart_lands_publishes_and_stages_
 ):
     seed = int(os.environ.get("KILL_SEED") or time.time_ns() % 1_000_000)
     rng = random.Random(seed)
-    api = paged_api("cursor", pages=60, per_page=10, delay_s=0.01)
+    faults = {n: rng.choice(["500", "429", "drop"]) for n in rng.sample(range(2, 60), 4)}
+    api = paged_api("cursor", pages=60, per_page=10, delay_s=0.01, faults=faults)
     source = source_config(api, config)
     env = services.worker_env(config) | source_env(source) | {"SENTIMENT_LOG_LEVEL": "WARNING"}
 
@@ -78,6 +80,7 @@ async def test_sigkill_at_random_points_then_restart_lands_publishes_and_stages_
         numbers = {
             "seed": seed,
             "requests_at_each_kill": killed_at,
+            "faults": faults,
             "pages_served": len(api.served),
             "pages_served_twice": sum(1 for n in api.served_times.values() if n > 1),
             "pages_landed": len(pages),
