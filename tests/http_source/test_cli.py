@@ -46,6 +46,20 @@ def test_missing_settings_are_one_line_naming_the_variables():
     ]
 
 
+def test_headers_that_are_not_a_json_object_are_one_line_without_the_value():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")} | {"PYTHONPATH": str(ROOT)}
+    env |= {
+        "SENTIMENT_HTTP_URL": "https://api.example.com/feed",
+        "SENTIMENT_HTTP_SOURCE_NAME": "reviews",
+        "SENTIMENT_HTTP_HEADERS": "Authorization: Bearer s3cret",
+    }
+    result = poll("--once", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: invalid configuration: SENTIMENT_HTTP_HEADERS: not valid JSON"
+    ]
+
+
 def test_a_bad_option_is_one_line():
     result = poll("--attempts", "zero", env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2

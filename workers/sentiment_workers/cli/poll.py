@@ -123,12 +123,20 @@ def poll(
 
 def load_source_config() -> HttpSourceConfig:
     """``HttpSourceConfig`` from ``SENTIMENT_HTTP_*``; bad or missing values: one line, exit 2."""
+    import re
+
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from sentiment_workers.http_source.settings import HttpSourceConfig, env_name
 
     try:
         return HttpSourceConfig()
+    except SettingsError as exc:  # a JSON setting (the headers) that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = env_name(field.group(1)) if field else "SENTIMENT_HTTP_*"
+        typer.echo(f"error: invalid configuration: {name}: not valid JSON", err=True)
+        raise SystemExit(2) from None
     except ValidationError as exc:
         problems = [
             f"{env_name(str(e['loc'][0])) if e['loc'] else 'SENTIMENT_HTTP_*'}: {e['msg']}"
