@@ -12,7 +12,8 @@ contract in :mod:`sentiment_workers.config`:
   ready or not: a worker that cannot reach a store fails its readiness probe (``/readyz``), so the pods that
   matter here are the not-ready ones;
 - ``sentiment_store_error{store,kind}``: why a store is down; ``kind="auth"`` means the store refused the
-  worker's credentials or rights (a wrong Secret), which the status reports apart from an outage.
+  worker's credentials or rights (a wrong Secret), which the status reports apart from an outage;
+  ``kind="rejected"`` (the HTTP source's poller, store ``http``): the API rejected its requests.
 """
 
 from __future__ import annotations
@@ -51,17 +52,22 @@ def stores_from_exposition(text: str, metric: str) -> dict[str, bool]:
     }
 
 
-def refused_from_exposition(text: str, metric: str) -> set[str]:
-    """Stores whose ``metric`` sample with ``kind="auth"`` is 1: they refused the credentials."""
+def faults_from_exposition(text: str, metric: str, kind: str) -> set[str]:
+    """Stores whose ``metric`` sample with label ``kind`` is 1."""
     return {
         sample.labels["store"]
         for family in text_string_to_metric_families(text)
         for sample in family.samples
         if sample.name == metric
         and "store" in sample.labels
-        and sample.labels.get("kind") == "auth"
+        and sample.labels.get("kind") == kind
         and sample.value >= 1
     }
+
+
+def refused_from_exposition(text: str, metric: str) -> set[str]:
+    """Stores whose ``metric`` sample with ``kind="auth"`` is 1: they refused the credentials."""
+    return faults_from_exposition(text, metric, "auth")
 
 
 def combine(values: Iterable[float | None]) -> float | None:
@@ -109,6 +115,8 @@ class WorkerReport:
     stores: dict[str, bool] = field(default_factory=dict)
     refused: set[str] = field(default_factory=set)
     """Stores that are down because they refused the credentials (a subset of the stores not up)."""
+    rejected: set[str] = field(default_factory=set)
+    """Stores that are down because they rejected the requests (the HTTP source: a 4xx other than 401/403)."""
 
 
 @dataclass(frozen=True)
@@ -122,20 +130,32 @@ class Scrape:
         return combine(r.backlog for r in self.reports if r.target.ready)
 
     def unreachable(self) -> dict[str, list[str]]:
-        """``{store: [pods that cannot reach it]}``, stores and pods sorted (refused credentials aside)."""
-        return self._down(refused=False)
+        """``{store: [pods that cannot reach it]}``, stores and pods sorted (refusals, rejections aside)."""
+        return self._down("unreachable")
 
     def refused(self) -> dict[str, list[str]]:
         """``{store: [pods whose credentials it refuses]}``, stores and pods sorted."""
-        return self._down(refused=True)
+        return self._down("auth")
 
-    def _down(self, *, refused: bool) -> dict[str, list[str]]:
+    def rejected(self) -> dict[str, list[str]]:
+        """``{store: [pods whose requests it rejects]}``, stores and pods sorted."""
+        return self._down("rejected")
+
+    def _down(self, kind: str) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         for report in self.reports:
             for store, up in report.stores.items():
-                if not up and (store in report.refused) == refused:
+                if not up and _fault(report, store) == kind:
                     found.setdefault(store, []).append(report.target.pod)
         return {store: sorted(found[store]) for store in sorted(found)}
+
+
+def _fault(report: WorkerReport, store: str) -> str:
+    if store in report.refused:
+        return "auth"
+    if store in report.rejected:
+        return "rejected"
+    return "unreachable"
 
 
 async def _scrape(
@@ -152,6 +172,7 @@ async def _scrape(
             backlog=backlog_from_exposition(text, backlog_metric),
             stores=stores_from_exposition(text, store_metric),
             refused=refused_from_exposition(text, error_metric),
+            rejected=faults_from_exposition(text, error_metric, "rejected"),
         )
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return WorkerReport(target, answered=False)

@@ -190,6 +190,31 @@ async def get(api: KubeApi, api_version: str, kind: str, namespace: str, name: s
         raise
 
 
+async def list_labelled(
+    api: KubeApi, api_version: str, kind: str, namespace: str, labels: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """The objects of ``kind`` in ``namespace`` carrying every one of ``labels``."""
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    path = _path(api_version, kind, namespace)
+    found, _ = await api.request("GET", path, query=[("labelSelector", selector)])
+    return list(found.get("items") or [])
+
+
+async def delete(api: KubeApi, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None:
+    """Delete one object, only if it is still the one with ``uid`` (a precondition); gone already is fine."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "preconditions": {"uid": uid},
+        "propagationPolicy": "Background",
+    }
+    try:
+        await api.request("DELETE", _path(api_version, kind, namespace, name), body=body)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+
+
 async def replace_pipeline_status(api: KubeApi, namespace: str, name: str, status: Mapping[str, Any]) -> None:
     """Replace the CR's status subresource whole (a JSON patch ``add /status``: no resourceVersion to race on,
     and a key the new status lacks is removed, where a merge patch would keep it)."""

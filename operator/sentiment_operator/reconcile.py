@@ -15,13 +15,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import kopf
 
 from . import autoscaling, backlog, builders, kube, metrics
 from . import status as st
 from .settings import OperatorConfig
-from .spec import CREDENTIALS, InvalidSpec, PipelineSpec, State, parse_spec
+from .spec import CREDENTIALS, InvalidSpec, PipelineSpec, SourceKind, State, parse_spec
 
 SERVICE_MONITOR_API = ("monitoring.coreos.com/v1", "servicemonitors")
 
@@ -50,6 +51,8 @@ class Operator:
     unreachable: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # uid -> {store: [pods whose credentials it refuses]}, from the same scrape.
     refused: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # uid -> {store: [pods whose requests it rejects]} (the HTTP source), from the same scrape.
+    rejected: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     async def exclusive(self, uid: str, run: Callable[[], Awaitable[Any]], *, wait: bool = True) -> None:
         """Run ``run`` alone for one pipeline. With ``wait=False`` a busy pipeline is only marked dirty."""
@@ -70,6 +73,7 @@ class Operator:
         self.pipelines.pop(uid, None)
         self.unreachable.pop(uid, None)
         self.refused.pop(uid, None)
+        self.rejected.pop(uid, None)
         self.phases.pop(key, None)
         self._count_phases()
 
@@ -139,6 +143,7 @@ def backend_problem(settings: OperatorConfig, spec: PipelineSpec) -> st.Problem 
 
 
 STORE_NAMES = {"kafka": "Kafka", "mongo": "MongoDB", "mysql": "MySQL"}
+HTTP_STORE = "http"  # the HTTP source's API, as the poller labels it (sentiment_workers.http_source.settings)
 
 
 async def _scrape(
@@ -165,12 +170,13 @@ async def _scrape(
 
 def store_problem(unreachable: Mapping[str, Sequence[str]]) -> st.Problem | None:
     """``StoreUnreachable`` naming each store and the worker pods that cannot reach it."""
-    if not unreachable:
-        return None
     parts = [
         f"{STORE_NAMES.get(store, store)} unreachable from {', '.join(pods)}"
         for store, pods in sorted(unreachable.items())
+        if store != HTTP_STORE
     ]
+    if not parts:
+        return None
     return st.Problem("StoreUnreachable", "; ".join(parts))
 
 
@@ -192,17 +198,105 @@ def store_secret(spec: PipelineSpec, store: str) -> str:
 def auth_problem(refused: Mapping[str, Sequence[str]], spec: PipelineSpec) -> st.Problem | None:
     """``StoreAuthFailed`` naming each store that refuses the credentials, the Secret they come from and the
     worker pods it refuses. A changed Secret rolls those pods (its resourceVersion is in their template)."""
-    if not refused:
-        return None
     parts = [
         f"{STORE_NAMES.get(store, store)} refused the credentials from {store_secret(spec, store)} "
         f"for {', '.join(pods)}"
         for store, pods in sorted(refused.items())
+        if store != HTTP_STORE
     ]
+    if not parts:
+        return None
     return st.Problem(
         "StoreAuthFailed",
         "; ".join(parts) + ": fix the Secret; the workers retry and roll when it changes",
     )
+
+
+def public_url(url: str) -> str:
+    """``url`` without its query string, fragment or user info: what a status message may show."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def source_problems(
+    spec: PipelineSpec,
+    refused: Mapping[str, Sequence[str]],
+    rejected: Mapping[str, Sequence[str]],
+    unreachable: Mapping[str, Sequence[str]],
+) -> list[st.Problem]:
+    """What the poller says of the HTTP source's API (store ``http``): ``SourceRejected`` when the API refuses
+    the poller's credentials (401/403) or rejects its requests (another 4xx, or a page the settings cannot
+    read), ``SourceUnreachable`` when it cannot be reached (connection errors, timeouts, 5xx after retries).
+    The URL is shown without its query string."""
+    if spec.source.kind is not SourceKind.HTTP or spec.source.http is None:
+        return []
+    url = public_url(spec.source.http.url)
+    problems = []
+    if refused.get(HTTP_STORE):
+        problems.append(
+            st.Problem(
+                "SourceRejected",
+                f"the API {url} refused the poller's credentials (HTTP 401/403) for "
+                f"{', '.join(refused[HTTP_STORE])}: fix the headers in {store_secret(spec, HTTP_STORE)}; "
+                "the poller retries and rolls when the Secret changes",
+            )
+        )
+    if rejected.get(HTTP_STORE):
+        problems.append(
+            st.Problem(
+                "SourceRejected",
+                f"the API {url} rejected the poller's requests (HTTP 4xx, or a page it cannot read) for "
+                f"{', '.join(rejected[HTTP_STORE])}: check spec.source.http "
+                "(url, method, paging, recordsPath)",
+            )
+        )
+    if unreachable.get(HTTP_STORE):
+        problems.append(
+            st.Problem(
+                "SourceUnreachable",
+                f"the API {url} is unreachable from {', '.join(unreachable[HTTP_STORE])} "
+                "(connection errors, timeouts or 5xx after retries); the poller keeps retrying",
+            )
+        )
+    return problems
+
+
+async def _remove_poller(
+    op: Operator,
+    body: Mapping[str, Any],
+    spec: PipelineSpec,
+    generations: dict[str, int],
+    *,
+    first_pass: bool,
+) -> st.Problem | None:
+    """A pipeline whose source is no longer http loses its poller Deployment (only ours: by its labels and
+    owner). The API is asked only when a poller may exist: this operator applied one, the status counts one,
+    or this is the operator's first pass over the pipeline (a restart)."""
+    meta = body["metadata"]
+    namespace, pipeline, uid = meta["namespace"], meta["name"], str(meta["uid"])
+    name = builders.deployment_name(pipeline, builders.POLLER)
+    key = f"Deployment/{name}"
+    previous = body.get("status") or {}
+    if not (first_pass or key in generations or "pollerDesiredReplicas" in previous):
+        return None
+    labels = {builders.LABEL_PIPELINE: pipeline, builders.LABEL_COMPONENT: builders.POLLER}
+    try:
+        for found in await kube.list_labelled(op.api, "apps/v1", "Deployment", namespace, labels):
+            refs = (found.get("metadata") or {}).get("ownerReferences") or []
+            if not any(ref.get("controller") and ref.get("uid") == uid for ref in refs):
+                continue
+            stale = found["metadata"]["name"]
+            await kube.delete(op.api, "apps/v1", "Deployment", namespace, stale, found["metadata"]["uid"])
+            kopf.event(
+                _event_body(body),
+                type="Normal",
+                reason="Removed",
+                message=f"Removed Deployment {stale}: source.kind is {spec.source.kind.value}",
+            )
+    except kube.ApiError as exc:
+        return st.Problem("ApplyFailed", f"cannot remove Deployment {name}: {exc}")
+    generations.pop(key, None)
+    return None
 
 
 async def _autoscale(
@@ -295,15 +389,22 @@ async def _reconcile(
     if spec.state is State.PAUSED:
         op.unreachable.pop(uid, None)
         op.refused.pop(uid, None)
+        op.rejected.pop(uid, None)
     elif scrape is not None:
         op.unreachable[uid] = scrape.unreachable()
         op.refused[uid] = scrape.refused()
+        op.rejected[uid] = scrape.rejected()
     refused = auth_problem(op.refused.get(uid, {}), spec)
     if refused is not None:
         problems.append(refused)
+    source = source_problems(
+        spec, op.refused.get(uid, {}), op.rejected.get(uid, {}), op.unreachable.get(uid, {})
+    )
+    problems.extend(p for p in source if p.reason == "SourceRejected")
     unreachable = store_problem(op.unreachable.get(uid, {}))
     if unreachable is not None:
         problems.append(unreachable)
+    problems.extend(p for p in source if p.reason == "SourceUnreachable")
     autoscaled, autoscale_state = await _autoscale(body, spec, scrape, read=autoscale)
     with_monitor = await op.discovery.serves(op.api, *SERVICE_MONITOR_API)
     children = builders.build_children(
@@ -316,6 +417,8 @@ async def _reconcile(
         secret_versions=secret_versions,
     )
 
+    first_pass = uid not in op.generations
+    generations = op.generations.setdefault(uid, {})
     rollouts: dict[str, st.Rollout] = {}
     for child in children:
         kind, child_name = child["kind"], child["metadata"]["name"]
@@ -325,7 +428,6 @@ async def _reconcile(
             problems.append(st.Problem("ApplyFailed", f"{kind} {child_name}: {exc}"))
             continue
         metrics.CHILDREN_APPLIED.labels(kind).inc()
-        generations = op.generations.setdefault(uid, {})
         gen_key = f"{kind}/{child_name}"
         if created:
             verb = "Restored" if gen_key in generations else "Created"
@@ -343,6 +445,11 @@ async def _reconcile(
         if kind == "Deployment":
             component = child["metadata"]["labels"][builders.LABEL_COMPONENT]
             rollouts[component] = st.rollout(child_name, child["spec"]["replicas"], stored)
+
+    if spec.source.kind is not SourceKind.HTTP:
+        removal = await _remove_poller(op, body, spec, generations, first_pass=first_pass)
+        if removal is not None:
+            problems.append(removal)
 
     paused = spec.state is State.PAUSED
     observed = st.Observed(

@@ -52,11 +52,13 @@ async def test_forgetting_a_pipeline_drops_everything_kept_about_it():
         op.generations.setdefault(uid, {})[f"Deployment/{key[1]}-consumer"] = 1
         op.unreachable[uid] = {"mysql": ["pod"]}
         op.refused[uid] = {"mongo": ["pod"]}
+        op.rejected[uid] = {"http": ["pod"]}
 
     op.forget(*gone)
 
     maps = {f.name: getattr(op, f.name) for f in fields(op) if isinstance(getattr(op, f.name), dict)}
-    assert set(maps) >= {"generations", "phases", "serials", "pipelines", "unreachable", "refused"}
+    per_pipeline = {"generations", "phases", "serials", "pipelines", "unreachable", "refused", "rejected"}
+    assert set(maps) >= per_pipeline
     for name, kept_map in maps.items():
         assert gone[0] not in kept_map and gone[1] not in kept_map, name
         assert kept[0] in kept_map or kept[1] in kept_map, name

@@ -31,6 +31,7 @@ def _can(cluster, *args: str) -> bool:
         ("get", "secrets"),
         ("patch", "sentimentpipelines.sentiment.io/status"),
         ("create", "events"),
+        ("delete", "deployments.apps"),  # the HTTP poller, when source.kind leaves http
     ],
 )
 def test_the_operator_may_do_what_it_uses(cluster, request_):
@@ -40,7 +41,8 @@ def test_the_operator_may_do_what_it_uses(cluster, request_):
 @pytest.mark.parametrize(
     "request_",
     [
-        ("delete", "deployments.apps"),
+        ("delete", "configmaps"),
+        ("delete", "services"),
         ("list", "secrets"),
         ("watch", "secrets"),
         ("create", "pods"),
