@@ -145,11 +145,13 @@ def test_samples_are_accepted_by_kubectl_apply(cluster):
     out = kubectl(cluster.admin_kubeconfig, "apply", "-f", str(SAMPLES))
     assert "sentimentpipeline.sentiment.io/tweets created" in out
     assert "sentimentpipeline.sentiment.io/minimal created" in out
+    assert "sentimentpipeline.sentiment.io/posts created" in out
     listed = kubectl(cluster.admin_kubeconfig, "-n", "sentiment", "get", "sp", "-o", "name")
-    assert set(listed.split()) == {f"sentimentpipeline.{GROUP}/tweets", f"sentimentpipeline.{GROUP}/minimal"}
+    assert set(listed.split()) == {f"sentimentpipeline.{GROUP}/{n}" for n in ("tweets", "minimal", "posts")}
     # Every sample is also a valid operator spec.
-    for doc in yaml.safe_load_all((SAMPLES / "sentimentpipeline.yaml").read_text()):
-        PipelineSpec.model_validate(doc["spec"])
+    for path in sorted(SAMPLES.glob("sentimentpipeline*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            PipelineSpec.model_validate(doc["spec"])
 
 
 def test_sql_identifiers_follow_the_one_pattern_the_operator_uses():
