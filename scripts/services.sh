@@ -189,8 +189,9 @@ start_mlflow() {
   port_open "$MLFLOW_PORT" && die "port $MLFLOW_PORT is taken by another process (set MLFLOW_PORT)"
   [ -x "$VENV/bin/mlflow" ] || die "mlflow is not installed: run scripts/bootstrap.sh (the 'tracking' extra)"
   # Runs and the registry in SQLite; artifacts uploaded to and served by this server (mlflow-artifacts:/),
-  # so clients need only its URL, never its file system. One worker: a development server.
-  nohup "$VENV/bin/mlflow" server --backend-store-uri "sqlite:///$d/mlflow.db" \
+  # so clients need only its URL, never its file system. One worker: a development server. No job runner (its
+  # queue serves GenAI features; tracking and the registry do not use it): two processes fewer.
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} nohup "$VENV/bin/mlflow" server --backend-store-uri "sqlite:///$d/mlflow.db" \
     --artifacts-destination "$d/artifacts" --serve-artifacts \
     --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 >"$d/log" 2>&1 &
   echo $! >"$d/pid"

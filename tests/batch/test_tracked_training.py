@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -20,6 +21,8 @@ from sentiment_workers.config import WorkerConfig
 from sentiment_workers.messages import SourceRecord, StagedMessage
 from sentiment_workers.model import ModelLoadError, load_classifier
 from sentiment_workers.training import spam_fixture
+from sentiment_workers.training.baseline import BaselineSettings
+from sentiment_workers.training.tasks import TaskSettings, run_task
 
 from tests.dataplane.conftest import Services
 
@@ -55,19 +58,12 @@ def model_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-def train_env(tracking_uri: str, experiment: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "MLFLOW_EXPERIMENT_NAME": experiment,
-        "SENTIMENT_LOG_LEVEL": "WARNING",
-    }
-
-
-def test_a_tracked_baseline_run_is_logged_registered_aliased_and_served(
-    tracking: str, spam_csv: Path, tmp_path: Path, model_cache: Path
-) -> None:
-    task = f"spam-{tmp_path.name[-12:].strip('_')}"
+@pytest.fixture(scope="module")
+def spam_model(
+    mlflow_server: str, spam_csv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """One tracked baseline run of ``sentiment-pipeline train`` (its JSON summary), shared by the tests that
+    only read what it logged and registered."""
     done = cli(
         "train",
         "--data",
@@ -77,15 +73,26 @@ def test_a_tracked_baseline_run_is_logged_registered_aliased_and_served(
         "--label-column",
         "label",
         "--task",
-        task,
+        "spam",
         "--output",
-        str(tmp_path / "out"),
-        env=train_env(tracking, os.environ["MLFLOW_EXPERIMENT_NAME"]),
+        str(tmp_path_factory.mktemp("trained") / "spam"),
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": mlflow_server,
+            "MLFLOW_EXPERIMENT_NAME": "tracked-training",
+            "SENTIMENT_LOG_LEVEL": "WARNING",
+        },
     )
     assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_a_tracked_baseline_run_is_logged_registered_aliased_and_served(
+    tracking: str, spam_model: dict[str, Any], model_cache: Path
+) -> None:
+    summary, task = spam_model, "spam"
     assert summary["model"]["macro_f1"] > 0.9 and summary["model"]["roc_auc"] > 0.9
-    assert summary["tracking"]["model_uri"] == f"models:/{task}@champion"
+    assert summary["tracking"]["model_uri"] == "models:/spam@champion"
     assert summary["tracking"]["version"] == 1
 
     client = MlflowClient(tracking)
@@ -127,25 +134,14 @@ def test_a_tracked_baseline_run_is_logged_registered_aliased_and_served(
 def test_retraining_registers_a_new_version_and_moves_the_alias(
     tracking: str, spam_csv: Path, tmp_path: Path, model_cache: Path
 ) -> None:
-    task = f"spam-retrain-{tmp_path.name[-8:].strip('_')}"
-    env = train_env(tracking, os.environ["MLFLOW_EXPERIMENT_NAME"])
-    first = cli("train", "--data", str(spam_csv), "--task", task, "--output", str(tmp_path / "a"), env=env)
-    second = cli(
-        "train",
-        "--data",
-        str(spam_csv),
-        "--task",
-        task,
-        "--alpha",
-        "0.5",
-        "--output",
-        str(tmp_path / "b"),
-        env=env,
+    task = "spam-retrained"
+    first = run_task(TaskSettings(data=str(spam_csv), task=task), tmp_path / "a")
+    second = run_task(
+        TaskSettings(data=str(spam_csv), task=task, baseline=BaselineSettings(alpha=0.5)), tmp_path / "b"
     )
-    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    assert json.loads(second.stdout.strip().splitlines()[-1])["tracking"]["version"] == 2
-    client = MlflowClient(tracking)
-    assert client.get_model_version_by_alias(task, "champion").version == "2"
+
+    assert (first["tracking"]["version"], second["tracking"]["version"]) == (1, 2)
+    assert MlflowClient(tracking).get_model_version_by_alias(task, "champion").version == "2"
     assert load_classifier(f"models:/{task}@champion").model_id.startswith(f"{task}-v2@")
     assert load_classifier(f"models:/{task}/1").model_id.startswith(f"{task}-v1@")
 
@@ -166,20 +162,9 @@ def test_an_unknown_alias_or_model_is_one_clear_load_error(tracking: str, model_
 
 
 async def test_the_inference_worker_serves_a_registered_model_end_to_end(
-    tracking: str, spam_csv: Path, tmp_path: Path, model_cache: Path, data_servers: Services
+    tracking: str, spam_model: dict[str, Any], model_cache: Path, data_servers: Services
 ) -> None:
-    task = f"spam-worker-{tmp_path.name[-8:].strip('_')}"
-    trained = cli(
-        "train",
-        "--data",
-        str(spam_csv),
-        "--task",
-        task,
-        "--output",
-        str(tmp_path / "out"),
-        env=train_env(tracking, os.environ["MLFLOW_EXPERIMENT_NAME"]),
-    )
-    assert trained.returncode == 0, trained.stderr
+    task = "spam"
     config: WorkerConfig = data_servers.config("spamworker", model_name=f"models:/{task}@champion")
     store = StagingStore.from_config(config)
     await store.ensure_indexes()

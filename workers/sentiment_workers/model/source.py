@@ -137,6 +137,7 @@ def _registry_source(model: str) -> ModelSource:
     except ImportError as exc:
         raise ModelLoadError(model, "models:/ URIs need mlflow installed (the 'tracking' extra)") from exc
     name = match["name"]
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # logs, not progress bars
     try:
         client = MlflowClient()
         found = (
