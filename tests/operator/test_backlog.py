@@ -89,3 +89,30 @@ def test_not_ready_pods_are_scraped_for_reachability_but_not_for_the_backlog():
     )
     assert scrape.backlog() == 10.0
     assert scrape.unreachable() == {"mysql": ["p-inference-b"]}
+
+
+def test_a_down_store_is_refused_rejected_or_unreachable_by_the_kind_the_pod_exports():
+    """The HTTP poller adds kind "rejected" (the API answered 4xx) to the contract's "auth" and "unreachable":
+    each down store of each pod lands in exactly one of the three lists."""
+    from sentiment_operator.backlog import faults_from_exposition, refused_from_exposition
+
+    registry = CollectorRegistry()
+    error = Gauge("sentiment_store_error", "why", ["store", "kind"], registry=registry)
+    error.labels("http", "rejected").set(1)
+    error.labels("http", "auth").set(0)
+    error.labels("mongo", "auth").set(1)
+    text = generate_latest(registry).decode()
+    assert faults_from_exposition(text, "sentiment_store_error", "rejected") == {"http"}
+    assert refused_from_exposition(text, "sentiment_store_error") == {"mongo"}
+
+    poller = Target("10.0.0.3:9000", "p-poller-a", False)
+    consumer = Target("10.0.0.4:9000", "p-consumer-b", False)
+    scrape = Scrape(
+        [
+            WorkerReport(poller, True, stores={"http": False, "kafka": False}, rejected={"http"}),
+            WorkerReport(consumer, True, stores={"mongo": False, "kafka": True}, refused={"mongo"}),
+        ]
+    )
+    assert scrape.rejected() == {"http": ["p-poller-a"]}
+    assert scrape.refused() == {"mongo": ["p-consumer-b"]}
+    assert scrape.unreachable() == {"kafka": ["p-poller-a"]}
