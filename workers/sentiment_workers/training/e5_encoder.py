@@ -216,6 +216,54 @@ def build_bert(weights: E5Weights) -> Any:
     return model.eval()
 
 
+XLM_R_POSITION_OFFSET = 2
+"""XLM-R numbers positions from ``pad_token_id + 1`` = 2: its table has two rows before position 0."""
+
+
+def build_xlm_roberta(weights: E5Weights, num_labels: int | None = None) -> Any:
+    """The same encoder in upstream's own layout, ``XLMRobertaModel`` (or ``...ForSequenceClassification``
+    with ``num_labels``, a fresh head): the position table gets back its two leading rows (zeros; never
+    read). The form a fine-tuned default would ship in: ``AutoModelForSequenceClassification`` loads it."""
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification, XLMRobertaModel
+
+    h = weights.header
+    config = XLMRobertaConfig(
+        vocab_size=h.vocab_rows,
+        hidden_size=h.hidden,
+        num_hidden_layers=h.layers,
+        num_attention_heads=h.heads,
+        intermediate_size=h.intermediate,
+        hidden_act="gelu",
+        max_position_embeddings=h.max_positions + XLM_R_POSITION_OFFSET,
+        type_vocab_size=h.type_vocab,
+        layer_norm_eps=h.layer_norm_eps,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    )
+    state = dict(weights.tensors)
+    positions = state["embeddings.position_embeddings.weight"]
+    padding = np.zeros((XLM_R_POSITION_OFFSET, h.hidden), dtype=np.float32)
+    state["embeddings.position_embeddings.weight"] = np.concatenate([padding, positions])
+    if num_labels is None:
+        model = XLMRobertaModel(config, add_pooling_layer=False)
+    else:
+        config.num_labels = num_labels
+        model = XLMRobertaForSequenceClassification(config)
+        state = {f"roberta.{name}": array for name, array in state.items()}
+    tensors = {name: torch.from_numpy(array.copy()) for name, array in state.items()}
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [
+        n
+        for n in missing
+        if not n.startswith("classifier.") and "position_ids" not in n and "token_type" not in n
+    ]
+    if missing or unexpected:
+        raise E5FormatError(f"state dict mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval()
+
+
 def load_tokenizer(path: Path | None = None) -> Any:
     """The XLM-R fast tokenizer (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3) from ``tokenizer.json``."""
     from transformers import PreTrainedTokenizerFast
