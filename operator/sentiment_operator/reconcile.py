@@ -18,6 +18,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import kopf
+from sentiment_workers.http_source.settings import HTTP_STORE
 
 from . import autoscaling, backlog, builders, kube, metrics
 from . import status as st
@@ -143,7 +144,6 @@ def backend_problem(settings: OperatorConfig, spec: PipelineSpec) -> st.Problem 
 
 
 STORE_NAMES = {"kafka": "Kafka", "mongo": "MongoDB", "mysql": "MySQL"}
-HTTP_STORE = "http"  # the HTTP source's API, as the poller labels it (sentiment_workers.http_source.settings)
 
 
 async def _scrape(
