@@ -246,6 +246,7 @@ def build_xlm_roberta(weights: E5Weights, num_labels: int | None = None) -> Any:
     positions = state["embeddings.position_embeddings.weight"]
     padding = np.zeros((XLM_R_POSITION_OFFSET, h.hidden), dtype=np.float32)
     state["embeddings.position_embeddings.weight"] = np.concatenate([padding, positions])
+    model: Any
     if num_labels is None:
         model = XLMRobertaModel(config, add_pooling_layer=False)
     else:
