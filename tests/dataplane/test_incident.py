@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.dataplane.conftest import ROOT
-from tests.dataplane.helpers import create_topic, produce, staging_states, wait_until, warehouse_ids
+from tests.dataplane.helpers import MODES, create_topic, produce, staging_states, wait_until, warehouse_ids
 from tests.dataplane.test_cli import cli
 
 VALID = int(os.environ.get("INCIDENT_VALID_MESSAGES", "1500"))  # the run: 4500
@@ -105,31 +105,39 @@ class Supervised:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
 async def test_the_incident_ends_with_every_message_once_and_every_bad_one_alone_in_the_dead_letters(
-    services, config, store, warehouse, tiny_model_dir
+    mode, services, config, store, warehouse, tiny_model_dir
 ):
     records, valid_ids, expected_letters = stream()
     await create_topic(config, partitions=3)
     worker_config = config.model_copy(update={"lease_seconds": 2.0})
     env = services.worker_env(worker_config)
-    consumer = Supervised("consumer", ["-c", CLI, "consume", "--session-timeout-ms", "1500"], env)
     inference_env = env | {
         "POISON_MARKER": "HUGE",
         "CLAIM_SIZE": "16",
         "MAX_ATTEMPTS": "1",
         "IDLE_EXIT_S": "never",
+        "WORKER_MODE": mode,
     }
     workers = [
         Supervised(f"worker-{i}", ["-m", "tests.dataplane.poison_worker", str(tiny_model_dir)], inference_env)
         for i in range(2)
     ]
+    # Lease mode: a consumer process stages for the workers. Fused: the workers consume; the one killed as
+    # "the consumer" is the second worker.
+    consumer = (
+        Supervised("consumer", ["-c", CLI, "consume", "--session-timeout-ms", "1500"], env)
+        if mode == "lease"
+        else workers[1]
+    )
     killed = Counter[str]()
     try:
         producing = asyncio.create_task(produce(config, records, rate=VALID / 12))  # ~15 s of traffic
         await wait_until(lambda: _rows_at_least(warehouse, 50), timeout=120, what="first rows")
 
         consumer.kill()  # mid-stream, mid-batch: uncommitted records are redelivered
-        killed["consumer"] += 1
+        killed["consumer" if mode == "lease" else "worker"] += 1
         await asyncio.sleep(1)
         workers[0].kill()
         killed["worker"] += 1
@@ -149,7 +157,7 @@ async def test_the_incident_ends_with_every_message_once_and_every_bad_one_alone
             what="every message in the warehouse or the dead letters",
         )
     finally:
-        for process in (consumer, *workers):
+        for process in {consumer, *workers}:
             await process.stop()
 
     rows = await warehouse_ids(warehouse)
@@ -169,7 +177,8 @@ async def test_the_incident_ends_with_every_message_once_and_every_bad_one_alone
 
     # The only exits: the SIGKILLs the test sent or the poison caused, then the final SIGTERM (a clean 0, or
     # the default action when it lands while a restarted worker is still loading its model).
-    assert consumer.exits == [-signal.SIGKILL] * killed["consumer"] + [0]
+    if mode == "lease":
+        assert consumer.exits == [-signal.SIGKILL] * killed["consumer"] + [0]
     for worker in workers:
         assert set(worker.exits[:-1]) <= {-signal.SIGKILL} and worker.exits[-1] in (0, -signal.SIGTERM)
     worker_exits = [code for w in workers for code in w.exits[:-1]]
