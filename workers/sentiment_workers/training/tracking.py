@@ -56,11 +56,12 @@ def log_and_register(
     plot: Path,
     alias: str,
     tags: dict[str, str],
+    register: bool = True,
 ) -> dict[str, Any] | None:
     """With ``MLFLOW_TRACKING_URI`` set: one run with ``params``, the numeric ``metrics`` (flattened:
     ``model.macro_f1``...), the plot and the model directory (artifact path ``model``); the model registered
-    as a new version of ``task`` and given ``alias`` (``models:/<task>@<alias>`` then serves it). None when
-    tracking is off.
+    as a new version of ``task`` and given ``alias`` (``models:/<task>@<alias>`` then serves it) unless
+    ``register`` is false. None when tracking is off.
 
     The registered version's source is the run's ``model`` artifact folder: the same files the runtime loads
     from a path (``config.json`` names the kind of model), downloaded through the tracking server.
@@ -82,6 +83,8 @@ def log_and_register(
         mlflow.log_artifacts(str(model_dir), artifact_path="model")
         source = mlflow.get_artifact_uri("model")
         run_id = str(run.info.run_id)
+    if not register:
+        return {"run_id": run_id, "artifacts": source}
     try:
         client.create_registered_model(task, tags={"task": task})
     except MlflowException as exc:
