@@ -59,8 +59,9 @@ format: setup ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# One model thread leaves a core to the co-located servers (production runs them elsewhere); override to compare.
-PIPELINE_BENCH_ARGS ?= --threads 1
+# The one-VM install: model on every core, Kafka/Mongo/MySQL co-located; lease and fused modes, latency at half
+# the bare model's rate, the naive design on 500 messages (docs/benchmarks.md, "Pipeline"). Override to compare.
+PIPELINE_BENCH_ARGS ?= --backend onnx-int8 --repeat 3 --naive-limit 500
 
 bench: setup ## Benchmarks: model runtime, pipeline, operator (numbers go to docs/benchmarks.md)
 	$(PY) bench/bench_model.py

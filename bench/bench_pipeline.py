@@ -1,15 +1,24 @@
-"""Pipeline benchmark: bare model vs the batched pipeline vs a naive per-document design, on the same data.
+"""Pipeline benchmark: bare model vs the pipeline (lease and fused modes) vs a naive per-document design.
 
-    .venv/bin/python bench/bench_pipeline.py [--model default] [--backend torch] [--claim-size 128]
+    .venv/bin/python bench/bench_pipeline.py [--backend onnx-int8] [--threads N] [--repeat 3] [--json]
 
 Starts its own Kafka (Tansu), MongoDB (SecantusDB) and MariaDB through scripts/services.sh in a temporary
-directory on free ports, loads data/sample_tweets.jsonl, and prints, for one run on that data:
+directory on free ports (every server co-located with the workers, as on a one-VM install), loads
+data/sample_tweets.jsonl, and prints, on that data, each round (``--repeat``) measured back to back:
 
-* bare model: ``classifier.predict`` over the texts in claim-sized chunks (texts/s);
-* pipeline: producer -> Kafka -> consumer -> Mongo -> inference worker -> MySQL, timed from the first
-  message sent to the last row committed, consumer and worker already running (messages/s);
-* naive: the same servers and model with one Mongo upsert per message, one ``find_one_and_update`` claim
-  per document, one model call per text, one autocommitted INSERT per row (messages/s).
+* bare model: ``classifier.predict`` over the texts in claim-sized chunks, from a worker thread (texts/s),
+  and the process CPU it took;
+* pipeline, lease mode: producer -> Kafka -> consumer -> Mongo -> inference worker (claims) -> MySQL;
+* pipeline, fused mode: producer -> Kafka -> fused worker (stage in Mongo, classify, MySQL) -- both timed
+  from the first message sent to the last row committed, workers already running (messages/s), with the
+  CPU each server process used per message (from /proc) and the workers' own CPU per message (the bench
+  process's CPU minus what the bare model took for the same texts);
+* the load average (``/proc/loadavg``) with every round: the box may be shared.
+
+Then, once: Kafka-to-warehouse latency (p50/p95/p99, from each message's send to its row being visible in
+MySQL) with messages sent at half the bare model's rate, in each mode; and the naive design (one Mongo
+upsert and one offset commit per message, one ``find_one_and_update`` claim per document, one model call
+per text, one autocommitted INSERT per row) on ``--naive-limit`` messages.
 
 If the shipped model (models/sentiment-minilm) is missing, the packaged all-MiniLM-L6-v2 encoder with a
 fresh 3-class head stands in: same architecture, same cost per text, meaningless labels.
@@ -28,6 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +54,17 @@ from sentiment_workers.adapters.mongo import EPOCH, PENDING, StagingStore  # noq
 from sentiment_workers.adapters.mysql import Warehouse, WarehouseRow, upsert_sql  # noqa: E402
 from sentiment_workers.config import WorkerConfig  # noqa: E402
 from sentiment_workers.consumer import StagingConsumer  # noqa: E402
+from sentiment_workers.fused import FusedWorker  # noqa: E402
 from sentiment_workers.inference import InferenceWorker  # noqa: E402
 from sentiment_workers.logging import configure_logging  # noqa: E402
 from sentiment_workers.messages import SourceRecord, StagedMessage, parse_record, utcnow  # noqa: E402
 from sentiment_workers.metrics import PipelineMetrics  # noqa: E402
-from sentiment_workers.model import SentimentClassifier, default_model_dir, load_classifier  # noqa: E402
+from sentiment_workers.model import (  # noqa: E402
+    Prediction,
+    SentimentClassifier,
+    default_model_dir,
+    load_classifier,
+)
 from sentiment_workers.traffic import dataset_messages, send_messages  # noqa: E402
 
 KAFKA_FAST_GROUP = {"session_timeout_ms": 1500, "heartbeat_interval_ms": 500, "metadata_max_age_ms": 1000}
@@ -144,21 +160,43 @@ def server_cpu_seconds(services_dir: Path) -> dict[str, float]:
     return used
 
 
-def bench_bare(classifier: SentimentClassifier, texts: list[str], chunk: int) -> float:
+class NoModel(SentimentClassifier):
+    """Answers at once: a pipeline run with it costs only the data plane (workers' Python, drivers,
+    servers), which is what the per-message CPU columns report."""
+
+    def __init__(self, inner: SentimentClassifier) -> None:
+        self.model_id, self.labels, self.backend = inner.model_id, inner.labels, inner.backend
+        self.batch_size, self.max_length = inner.batch_size, inner.max_length
+
+    def predict_proba(self, texts: Sequence[str]) -> list[list[float]]:
+        return [[1.0, 0.0, 0.0] for _ in texts]
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return [Prediction(label=self.labels[0], score=1.0) for _ in texts]
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def process_cpu() -> float:
+    """User+system CPU seconds of this process so far (every thread: event loop, drivers, model)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def bench_bare(classifier: SentimentClassifier, texts: list[str], chunk: int) -> tuple[float, float]:
+    """Texts/s of the bare model, and the process CPU seconds it took."""
+    cpu = process_cpu()
     started = time.perf_counter()
     for i in range(0, len(texts), chunk):
         classifier.predict(texts[i : i + chunk])
-    return len(texts) / (time.perf_counter() - started)
+    return len(texts) / (time.perf_counter() - started), process_cpu() - cpu
 
 
 async def wait_rows(warehouse: Warehouse, n: int) -> None:
     while await warehouse.count() < n:  # noqa: ASYNC110 - polling another server, no event to wait on
         await asyncio.sleep(0.05)
-
-
-async def wait_assigned(consumer: StagingConsumer) -> None:
-    """Let the consumer group form before the clock starts (joining is a one-off start-up cost)."""
-    await asyncio.sleep(2.0)
 
 
 async def produce(config: WorkerConfig, messages: list[dict[str, Any]]) -> None:
@@ -170,34 +208,133 @@ async def produce(config: WorkerConfig, messages: list[dict[str, Any]]) -> None:
         await producer.stop()
 
 
+async def produce_paced(
+    config: WorkerConfig, messages: list[dict[str, Any]], rate: float
+) -> dict[str, float]:
+    """Send at ``rate`` msg/s; returns each message id's send time (perf_counter)."""
+    producer = create_producer(config)
+    await producer.start()
+    sent: dict[str, float] = {}
+    futures = []
+    try:
+        started = time.perf_counter()
+        for i, message in enumerate(messages):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent[message["id"]] = time.perf_counter()
+            futures.append(await producer.send(config.kafka_topic, json.dumps(message).encode()))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def watch_rows(warehouse: Warehouse, seen: dict[str, float], n: int) -> None:
+    """Record when each row first becomes visible in MySQL (polled every 20 ms) until ``n`` are."""
+    while len(seen) < n:
+        rows = await warehouse._execute(f"SELECT id FROM `{warehouse.table}`")
+        now = time.perf_counter()
+        for (row_id,) in rows:
+            seen.setdefault(row_id, now)
+        await asyncio.sleep(0.02)
+
+
+async def start_mode(
+    mode: str, config: WorkerConfig, args: argparse.Namespace, classifier: SentimentClassifier
+) -> tuple[StagingStore, Warehouse, PipelineMetrics, asyncio.Event, list[asyncio.Task[Any]]]:
+    store = StagingStore.from_config(config)
+    warehouse = await Warehouse.connect(config)
+    metrics = PipelineMetrics(CollectorRegistry())
+    stop = asyncio.Event()
+    if mode == "fused":
+        fused = FusedWorker(
+            config,
+            store,
+            warehouse,
+            classifier,
+            metrics,
+            batch_size=args.claim_size,
+            kafka_overrides=KAFKA_FAST_GROUP,
+        )
+        await fused.worker.prepare()
+        tasks = [asyncio.create_task(fused.run(stop))]
+    else:
+        consumer = StagingConsumer(config, store, metrics, kafka_overrides=KAFKA_FAST_GROUP)
+        worker = InferenceWorker(config, store, warehouse, classifier, metrics, claim_size=args.claim_size)
+        await worker.prepare()
+        tasks = [asyncio.create_task(consumer.run(stop)), asyncio.create_task(worker.run(stop))]
+    await asyncio.sleep(2.0)  # let the consumer group form before the clock starts (a one-off start-up cost)
+    return store, warehouse, metrics, stop, tasks
+
+
+async def stop_mode(
+    store: StagingStore, warehouse: Warehouse, stop: asyncio.Event, tasks: list[asyncio.Task[Any]], n: int
+) -> None:
+    stop.set()
+    await asyncio.gather(*tasks)
+    rows = await warehouse.count()
+    states = await store.count_by_status()
+    assert rows == n and states == {"done": n}, (rows, states)  # exactly once, nothing left in flight
+    store.close()
+    await warehouse.close()
+
+
 async def bench_pipeline(
     env: dict[str, str],
     args: argparse.Namespace,
     classifier: SentimentClassifier,
     messages: list[dict[str, Any]],
-) -> tuple[float, float]:
-    """Messages/s end to end, and the seconds the model spent computing during the run."""
-    config = worker_config(env, "pipeline_" + uuid.uuid4().hex[:6], args)
-    store = StagingStore.from_config(config)
-    warehouse = await Warehouse.connect(config)
-    metrics = PipelineMetrics(CollectorRegistry())
-    consumer = StagingConsumer(config, store, metrics, kafka_overrides=KAFKA_FAST_GROUP)
-    worker = InferenceWorker(config, store, warehouse, classifier, metrics, claim_size=args.claim_size)
-    await worker.prepare()
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(consumer.run(stop)), asyncio.create_task(worker.run(stop))]
-    await wait_assigned(consumer)
+    mode: str,
+) -> dict[str, Any]:
+    """One timed run of the pipeline in ``mode``: msgs/s, model busy fraction, CPU of the bench process and
+    of each server."""
+    config = worker_config(env, f"{mode}_" + uuid.uuid4().hex[:6], args)
+    store, warehouse, metrics, stop, tasks = await start_mode(mode, config, args, classifier)
+    services = Path(env["_SERVICES_DIR"])
+    servers = server_cpu_seconds(services)
+    cpu = process_cpu()
+    load = loadavg()
     started = time.perf_counter()
     await produce(config, messages)
     await asyncio.wait_for(wait_rows(warehouse, len(messages)), 3600)
     elapsed = time.perf_counter() - started
-    stop.set()
-    await asyncio.gather(*tasks)
-    assert await warehouse.count() == len(messages)
-    store.close()
-    await warehouse.close()
+    cpu = process_cpu() - cpu
+    servers_after = server_cpu_seconds(services)
+    await stop_mode(store, warehouse, stop, tasks, len(messages))
     model_seconds = metrics.registry.get_sample_value("sentiment_inference_duration_seconds_sum") or 0.0
-    return len(messages) / elapsed, model_seconds / elapsed
+    return {
+        "msgs_per_s": len(messages) / elapsed,
+        "model_busy": model_seconds / elapsed,
+        "process_cpu_s": cpu,
+        "server_cpu_s": {k: servers_after[k] - servers[k] for k in servers},
+        "loadavg": load,
+    }
+
+
+async def bench_latency(
+    env: dict[str, str],
+    args: argparse.Namespace,
+    classifier: SentimentClassifier,
+    messages: list[dict[str, Any]],
+    mode: str,
+    rate: float,
+) -> dict[str, Any]:
+    """Kafka-to-warehouse latency of messages sent at ``rate`` msg/s: p50/p95/p99 seconds."""
+    config = worker_config(env, f"lat_{mode}_" + uuid.uuid4().hex[:6], args)
+    store, warehouse, _metrics, stop, tasks = await start_mode(mode, config, args, classifier)
+    seen: dict[str, float] = {}
+    load = loadavg()
+    watcher = asyncio.create_task(watch_rows(warehouse, seen, len(messages)))
+    sent = await produce_paced(config, messages, rate)
+    await asyncio.wait_for(watcher, 3600)
+    await stop_mode(store, warehouse, stop, tasks, len(messages))
+    latencies = sorted(seen[i] - sent[i] for i in sent)
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+    return {"rate": rate, "p50_s": pct(0.50), "p95_s": pct(0.95), "p99_s": pct(0.99), "loadavg": load}
 
 
 async def bench_naive(
@@ -284,92 +421,123 @@ async def bench_naive(
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default")
-    parser.add_argument("--backend", default="torch", choices=["torch", "torch-int8", "onnx-int8"])
+    parser.add_argument("--backend", default="onnx-int8", choices=["torch", "torch-int8", "onnx-int8"])
     parser.add_argument("--dataset", type=Path, default=ROOT / "data/sample_tweets.jsonl")
     parser.add_argument("--limit", type=int, default=None, help="Use the first N messages only.")
     parser.add_argument("--batch-size", type=int, default=32, help="Model batch size.")
-    parser.add_argument("--claim-size", type=int, default=128, help="Messages leased per claim.")
+    parser.add_argument("--claim-size", type=int, default=128, help="Messages per claim / fused batch.")
     parser.add_argument(
-        "--naive-limit", type=int, default=None, help="Messages for the naive run (default: all)."
+        "--repeat", type=int, default=2, help="Rounds of bare model, lease and fused pipeline."
+    )
+    parser.add_argument("--modes", default="lease,fused", help="Pipeline modes to measure (comma-separated).")
+    parser.add_argument("--naive-limit", type=int, default=500, help="Messages for the naive run (0: skip).")
+    parser.add_argument(
+        "--latency-messages", type=int, default=1500, help="Messages per latency run (0: skip)."
     )
     parser.add_argument(
         "--threads",
         type=int,
         default=None,
-        help="Model threads (default: the CPU quota). Fewer than the cores leaves the rest to the servers "
-        "and the workers' event loops, as when the databases run on other machines.",
+        help="Model threads (default: the CPU quota, every core); fewer leave cores to the servers.",
     )
     parser.add_argument("--json", action="store_true", help="Print the results as JSON too.")
     args = parser.parse_args()
     configure_logging("WARNING", "console")
+    modes = [m for m in args.modes.split(",") if m]
 
     messages = list(dataset_messages(args.dataset, limit=args.limit))
     texts = [m["comment"] for m in messages]
+    n = len(messages)
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    rounds: list[dict[str, Any]] = []
+    plane: dict[str, Any] = {}
+    latency: dict[str, Any] = {}
+    naive = None
     try:
         model = resolve_model(args.model, workdir)
         classifier = load_classifier(
             model, args.backend, batch_size=args.batch_size, max_length=128, threads=args.threads
         )
-        # Warm-up over the whole data set (untimed).
-        # The bare model runs in a worker thread, as the inference worker calls it (asyncio.to_thread): on a
-        # loaded machine torch's OpenMP team in the main thread was measured up to 17x slower than the same
-        # work from another thread, which would flatter the pipeline.
+        # Warm-up over the whole data set (untimed). The bare model runs in a worker thread, as the inference
+        # worker calls it (asyncio.to_thread): on a loaded machine torch's OpenMP team in the main thread was
+        # measured up to 17x slower than the same work from another thread, which would flatter the pipeline.
         await asyncio.to_thread(bench_bare, classifier, texts, args.claim_size)
         env = start_services(workdir / "services")
         try:
-            bare = await asyncio.to_thread(bench_bare, classifier, texts, args.claim_size)
-            cpu_before = server_cpu_seconds(workdir / "services")
-            pipeline, model_busy = await bench_pipeline(env, args, classifier, messages)
-            cpu_after = server_cpu_seconds(workdir / "services")
-            server_cpu = {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_before}
-            naive_messages = messages[: args.naive_limit] if args.naive_limit else messages
-            naive = await bench_naive(env, args, classifier, naive_messages)
-            bare_after = await asyncio.to_thread(bench_bare, classifier, texts, args.claim_size)
+            for r in range(args.repeat):
+                load = loadavg()
+                bare, bare_cpu = await asyncio.to_thread(bench_bare, classifier, texts, args.claim_size)
+                row: dict[str, Any] = {"bare": bare, "bare_cpu_s": bare_cpu, "loadavg": load}
+                print(f"round {r + 1}: bare model {bare:7.1f} texts/s  (load {load})", flush=True)
+                for mode in modes:
+                    run = await bench_pipeline(env, args, classifier, messages, mode)
+                    row[mode] = run
+                    servers = ", ".join(f"{k} {1000 * v / n:.2f}" for k, v in run["server_cpu_s"].items())
+                    rate, busy, ratio = run["msgs_per_s"], run["model_busy"], run["msgs_per_s"] / bare
+                    print(f"         {mode:5s} pipeline {rate:7.1f} msgs/s = {ratio:4.0%} of bare;", end="")
+                    print(f" model busy {busy:4.0%}; server CPU ms/msg: {servers}", end="")
+                    print(f"  (load {run['loadavg']})", flush=True)
+                rounds.append(row)
+            scratch = worker_config(env, "producer_" + uuid.uuid4().hex[:6], args)
+            producer_cpu = process_cpu()
+            await produce(scratch, messages)  # the bench process also produces: its share is taken out
+            producer_cpu = process_cpu() - producer_cpu
+            for mode in modes:  # the data plane alone: CPU per message of the workers and of each server
+                run = await bench_pipeline(env, args, NoModel(classifier), messages, mode)
+                plane[mode] = run
+                servers = ", ".join(f"{k} {1000 * v / n:.2f}" for k, v in run["server_cpu_s"].items())
+                print(f"data plane alone (no model), {mode:5s}: {run['msgs_per_s']:7.1f} msgs/s;", end="")
+                print(
+                    f" CPU ms/msg: servers {servers}; workers {1000 * run['process_cpu_s'] / n:.2f}", end=""
+                )
+                print(f"  (load {run['loadavg']})", flush=True)
+            bare_best = max(row["bare"] for row in rounds) if rounds else 0.0
+            if args.latency_messages and bare_best:
+                lat_messages = [{**m, "id": f"{m['id']}-lat"} for m in messages[: args.latency_messages]]
+                for mode in modes:
+                    latency[mode] = await bench_latency(
+                        env, args, classifier, lat_messages, mode, bare_best / 2
+                    )
+                    lat = latency[mode]
+                    percentiles = (
+                        f"p50 {lat['p50_s']:.3f} s, p95 {lat['p95_s']:.3f} s, p99 {lat['p99_s']:.3f} s"
+                    )
+                    print(f"latency {mode:5s} at {lat['rate']:.0f} msgs/s (half the bare model): ", end="")
+                    print(f"{percentiles}  (load {lat['loadavg']})", flush=True)
+            if args.naive_limit:
+                load = loadavg()
+                naive = await bench_naive(env, args, classifier, messages[: args.naive_limit])
+                print(f"naive per-document {naive:7.1f} msgs/s on {args.naive_limit} messages  (load {load})")
         finally:
             stop_services(workdir / "services")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    bare_mean = (bare + bare_after) / 2
-    results = {
-        "model": classifier.model_id,
-        "messages": len(messages),
-        "naive_messages": len(naive_messages),
-        "claim_size": args.claim_size,
-        "batch_size": args.batch_size,
-        "threads": getattr(classifier, "threads", None),
-        "bare_model_texts_per_s": round(bare_mean, 1),
-        "bare_model_runs": [round(bare, 1), round(bare_after, 1)],
-        "pipeline_msgs_per_s": round(pipeline, 1),
-        "naive_msgs_per_s": round(naive, 1),
-        "pipeline_vs_bare": round(pipeline / bare_mean, 3),
-        "pipeline_vs_best_bare": round(pipeline / max(bare, bare_after), 3),
-        "pipeline_vs_naive": round(pipeline / naive, 2),
-        "model_busy_fraction": round(model_busy, 3),
-        "pipeline_server_cpu_seconds": server_cpu,
-    }
     print(
-        f"model                     {results['model']}  "
-        f"(batch {args.batch_size}, claim {args.claim_size}, {results['threads']} model thread(s))"
+        f"model {classifier.model_id} (batch {args.batch_size}, claim {args.claim_size}, "
+        f"{getattr(classifier, 'threads', None)} model thread(s)), {n} messages from {args.dataset.name}"
     )
-    print(
-        f"messages                  {len(messages)} from {args.dataset.name} (naive: {len(naive_messages)})"
-    )
-    print(
-        f"bare model (batched)      {bare_mean:8.1f} texts/s   (before/after: {bare:.1f} / {bare_after:.1f})"
-    )
-    print(
-        f"pipeline end to end       {pipeline:8.1f} msgs/s    = {pipeline / bare_mean:.0%} of the bare model"
-    )
-    print(
-        f"                          {pipeline / max(bare, bare_after):8.0%}          of the faster bare run"
-    )
-    print(f"model busy in pipeline    {model_busy:8.0%}          of the pipeline's wall time")
-    print(f"server CPU in pipeline    {server_cpu} seconds (for {len(messages)} messages)")
-    print(f"naive per-document        {naive:8.1f} msgs/s    -> pipeline is {pipeline / naive:.1f}x faster")
+    for mode in modes if rounds else []:
+        ratios = [row[mode]["msgs_per_s"] / row["bare"] for row in rounds]
+        best = max(rounds, key=lambda row: row[mode]["msgs_per_s"] / row["bare"])
+        print(
+            f"{mode:5s}: pipeline / bare model per round {', '.join(f'{x:.0%}' for x in ratios)}; "
+            f"mongo CPU {1000 * best[mode]['server_cpu_s']['mongo'] / n:.2f} ms/msg"
+            + (f"; {best[mode]['msgs_per_s'] / naive:.1f}x naive" if naive else "")
+        )
     if args.json:
-        print(json.dumps(results))
+        print(
+            json.dumps(
+                {
+                    "n": n,
+                    "rounds": rounds,
+                    "data_plane": plane,
+                    "latency": latency,
+                    "naive": naive,
+                    "model": classifier.model_id,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":
