@@ -6,7 +6,7 @@ from sentiment_operator.backlog import (
     refused_from_exposition,
     stores_from_exposition,
 )
-from sentiment_operator.settings import OperatorSettings
+from sentiment_operator.settings import OperatorConfig
 from sentiment_workers.metrics import PipelineMetrics
 
 
@@ -15,7 +15,7 @@ def test_the_operator_reads_the_backlog_gauge_that_inference_workers_export() ->
     metrics.pending_backlog.set(1234)
     exposition = generate_latest(metrics.registry).decode()
 
-    metric = OperatorSettings().backlog_metric
+    metric = OperatorConfig().backlog_metric
     assert backlog_from_exposition(exposition, metric) == 1234
 
 
@@ -26,7 +26,7 @@ def test_the_operator_reads_the_store_reachability_the_workers_export() -> None:
     metrics.store_up.labels("mysql").set(0)
     exposition = generate_latest(metrics.registry).decode()
 
-    metric = OperatorSettings().store_metric
+    metric = OperatorConfig().store_metric
     assert stores_from_exposition(exposition, metric) == {"mongo": True, "mysql": False}
 
 
@@ -38,7 +38,7 @@ def test_the_operator_reads_which_stores_refuse_the_workers_credentials() -> Non
     metrics.store_reached("kafka")
     exposition = generate_latest(metrics.registry).decode()
 
-    settings = OperatorSettings()
+    settings = OperatorConfig()
     assert stores_from_exposition(exposition, settings.store_metric) == {
         "kafka": True,
         "mongo": False,

@@ -60,7 +60,3 @@ class OperatorConfig(BaseSettings):
         "",
         description="Comma-separated namespaces to watch; empty watches the whole cluster (ClusterRole).",
     )
-
-
-OperatorSettings = OperatorConfig
-"""The former name: tests/test_contracts.py and tests/deploy/test_chart_operator_contract.py still use it."""

@@ -177,6 +177,7 @@ UNREACHABLE = [
     (("report", "--json"), "error: cannot reach MySQL (SENTIMENT_MYSQL_HOST/PORT): "),
     (("dead-letters", "list"), "error: cannot reach MongoDB (SENTIMENT_MONGO_URI): "),
     (("reconcile",), "error: cannot reach Kafka (SENTIMENT_KAFKA_BOOTSTRAP_SERVERS): "),
+    (("produce", "--count", "3"), "error: cannot reach Kafka (SENTIMENT_KAFKA_BOOTSTRAP_SERVERS): "),
 ]
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from sentiment_operator.builders import Owner, build_children
 from sentiment_operator.reconcile import backend_problem
-from sentiment_operator.settings import OperatorSettings
+from sentiment_operator.settings import OperatorConfig
 from sentiment_operator.spec import parse_spec
 
 from tests.deploy.conftest import REPO, HelmFailed, Render
@@ -74,9 +74,9 @@ def test_operator_environment_sets_only_settings_the_operator_reads(render: Rend
     docs = render(values={"operator": {"watchNamespaces": "team-a,team-b"}})
     container = _component(docs, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("SENTIMENT_OPERATOR_")}
-    known = {f"SENTIMENT_OPERATOR_{name.upper()}" for name in OperatorSettings.model_fields}
+    known = {f"SENTIMENT_OPERATOR_{name.upper()}" for name in OperatorConfig.model_fields}
     assert env.keys() <= known, env.keys() - known
-    settings = OperatorSettings(**{k.removeprefix("SENTIMENT_OPERATOR_").lower(): v for k, v in env.items()})
+    settings = OperatorConfig(**{k.removeprefix("SENTIMENT_OPERATOR_").lower(): v for k, v in env.items()})
     assert settings.namespaces == "team-a,team-b"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert (settings.health_port, settings.metrics_port) == (ports["health"], ports["metrics"])
@@ -88,7 +88,7 @@ def test_worker_pull_policy_reaches_the_worker_deployments(render: Render) -> No
     docs = render("worker.image.pullPolicy=Never")
     container = _component(docs, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("SENTIMENT_OPERATOR_")}
-    settings = OperatorSettings(**{k.removeprefix("SENTIMENT_OPERATOR_").lower(): v for k, v in env.items()})
+    settings = OperatorConfig(**{k.removeprefix("SENTIMENT_OPERATOR_").lower(): v for k, v in env.items()})
     spec = parse_spec(_component(docs, "SentimentPipeline", "pipeline")["spec"])
     owner = Owner(name="default", namespace="ns", uid="u")
     deployments = [
@@ -162,7 +162,7 @@ def test_samples_point_at_services_and_secrets_the_chart_creates(render: Render)
         for doc in yaml.safe_load_all(path.read_text())
         if doc and doc["kind"] == "SentimentPipeline"
     ]
-    assert len(pipelines) == 2
+    assert len(pipelines) == 3  # minimal, full, HTTP source
     for doc in pipelines:
         name = doc["metadata"]["name"]
         assert doc["metadata"]["namespace"] == SAMPLE_NAMESPACE
@@ -212,10 +212,10 @@ def test_notes_produce_from_inside_the_cluster_with_the_worker_image(
     assert flat.endswith("-- produce --topic messages --count 1000 --no-progress"), flat
 
 
-def _operator_settings(docs: list[dict[str, Any]]) -> OperatorSettings:
+def _operator_settings(docs: list[dict[str, Any]]) -> OperatorConfig:
     container = _component(docs, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("SENTIMENT_OPERATOR_")}
-    return OperatorSettings(**{k.removeprefix("SENTIMENT_OPERATOR_").lower(): v for k, v in env.items()})
+    return OperatorConfig(**{k.removeprefix("SENTIMENT_OPERATOR_").lower(): v for k, v in env.items()})
 
 
 def test_default_install_runs_onnx_int8_on_the_slim_worker_image(render: Render) -> None:
@@ -248,7 +248,7 @@ def test_a_torch_backend_on_the_slim_image_is_refused_with_the_fix(render: Rende
 
 def test_a_pipeline_asking_torch_of_the_slim_image_is_degraded_with_the_fix() -> None:
     """A CR applied by hand (not through the chart) gets a status that says what to change."""
-    settings = OperatorSettings(worker_image="w:0.1.0", worker_image_backends="onnx-int8")
+    settings = OperatorConfig(worker_image="w:0.1.0", worker_image_backends="onnx-int8")
     base = {
         "source": {"bootstrapServers": "k:9092", "topic": "t"},
         "staging": {"mongoSecretRef": {"name": "m"}},

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from sentiment_workers.cli._errors import run_or_exit
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's command(s) to the CLI."""
@@ -39,7 +41,6 @@ def produce(
     progress: bool = typer.Option(True, help="Show a tqdm progress bar."),
 ) -> None:
     """Send test traffic (a burst of synthetic messages, or a dataset) to Kafka. Config: SENTIMENT_*."""
-    import asyncio
     import uuid
 
     from tqdm import tqdm
@@ -75,5 +76,5 @@ def produce(
         finally:
             await producer.stop()
 
-    sent = asyncio.run(main())
+    sent = run_or_exit(main)
     typer.echo(f"sent {sent} messages to {target}")
