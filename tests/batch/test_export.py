@@ -201,6 +201,13 @@ async def test_cli_errors_are_one_line(mysql_config: WorkerConfig, delta_dir: Pa
     assert bad_option.returncode == 2
     assert bad_option.stderr.strip().count("\n") == 0 and "KEY=VALUE" in bad_option.stderr
 
+    a_file = delta_dir.parent / "not-a-directory"
+    a_file.parent.mkdir(parents=True, exist_ok=True)
+    a_file.write_text("")
+    unwritable = _cli(mysql_config, "--to", str(a_file / "table"))
+    assert unwritable.returncode == 1
+    assert unwritable.stderr.startswith("error: ") and unwritable.stderr.strip().count("\n") == 0
+
     unreachable = _cli(mysql_config.model_copy(update={"mysql_port": 1}), "--to", str(delta_dir))
     assert unreachable.returncode == 1
     assert unreachable.stderr.strip().startswith("error: cannot reach MySQL")

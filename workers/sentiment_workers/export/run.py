@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -54,13 +55,15 @@ async def export_table(
     read = inserted = updated = unchanged = 0
     warehouse = await Warehouse.connect(config, maxsize=1)
     try:
-        async for rows in changed_rows(warehouse, since, batch_rows):
-            counts = await asyncio.to_thread(sink.merge, rows)
-            read += len(rows)
-            inserted += counts.inserted
-            updated += counts.updated
-            unchanged += counts.unchanged
-            log.info("export_batch", rows=len(rows), inserted=counts.inserted, updated=counts.updated)
+        # aclosing: a failed merge closes the scan (and its connection) now, before the pool is closed.
+        async with aclosing(changed_rows(warehouse, since, batch_rows)) as batches:
+            async for rows in batches:
+                counts = await asyncio.to_thread(sink.merge, rows)
+                read += len(rows)
+                inserted += counts.inserted
+                updated += counts.updated
+                unchanged += counts.unchanged
+                log.info("export_batch", rows=len(rows), inserted=counts.inserted, updated=counts.updated)
     finally:
         await warehouse.close()
     table = await asyncio.to_thread(sink.table)
