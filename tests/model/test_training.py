@@ -235,3 +235,27 @@ def test_a_tiny_fine_tune_on_spam_writes_a_transformer_with_the_task_s_labels(
     assert 0.0 <= metrics["model"]["roc_auc"] <= 1.0 and metrics["model"]["backend"] == "torch"
     classifier = load_classifier(str(tmp_path / "spam-ft"))
     assert classifier.labels == ["ham", "spam"] and classifier.backend == "torch"
+
+
+def test_train_command_errors_are_one_line(spam_csv: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cases = [
+        (("--data", str(spam_csv)), 2, "error: invalid value for '--task': --data needs --task NAME"),
+        (("--task", "spam"), 2, "error: invalid value for '--task': --task needs --data"),
+        (("--data", str(tmp_path / "none.csv"), "--task", "t"), 1, "error: "),
+        (("--data", str(spam_csv), "--task", "t", "--text-column", "body"), 1, "error: "),
+    ]
+    for args, status, says in cases:
+        done = subprocess.run(
+            [sys.executable, "-c", "from sentiment_workers.cli import main; main()", "train", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert done.returncode == status, (args, done.stderr)
+        assert done.stderr.startswith(says) and done.stderr.strip().count("\n") == 0, (args, done.stderr)
+    assert not (tmp_path / "trained").exists()
