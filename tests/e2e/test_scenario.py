@@ -390,6 +390,113 @@ def test_a_deleted_operator_pod_is_replaced_without_duplicate_children(release: 
     assert condition(release.pipeline(), "Ready").get("status") == "True"
 
 
+HTTP_PAGES = int(os.environ.get("E2E_HTTP_PAGES", "30"))
+HTTP_PER_PAGE = 20
+PAGED_API = Path(__file__).resolve().parents[1] / "http_source" / "paged_api.py"
+
+
+def _start_paged_api(release: Release) -> str:
+    """The tests' paged API (tests/http_source/paged_api.py, stdlib only) in a pod of the worker image behind
+    a Service; returns its URL."""
+    image = release.get(f"deployment/{PIPELINE}-consumer")["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ]
+    release.kubectl("create", "configmap", "paged-api", f"--from-file=paged_api.py={PAGED_API}")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "paged-api",
+            "labels": {"app": "paged-api", "app.kubernetes.io/part-of": "sentiment-e2e"},
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "api",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "/api/paged_api.py", "--variant", "cursor"],
+                    "args": ["--pages", str(HTTP_PAGES), "--per-page", str(HTTP_PER_PAGE), "--port", "8080"],
+                    "ports": [{"containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/_stats", "port": 8080}, "periodSeconds": 2},
+                    "volumeMounts": [{"name": "api", "mountPath": "/api"}],
+                }
+            ],
+            "volumes": [{"name": "api", "configMap": {"name": "paged-api"}}],
+        },
+    }
+    release.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    release.kubectl("expose", "pod", "paged-api", "--port=8080")
+    release.kubectl("wait", "pod/paged-api", "--for=condition=Ready", "--timeout=180s", timeout=200)
+    return f"http://paged-api.{NAMESPACE}.svc:8080/cursor"
+
+
+def _api_stats(release: Release) -> dict[str, Any]:
+    code = (
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/_stats').read().decode())"
+    )
+    return dict(json.loads(release.kubectl("exec", "paged-api", "--", "python", "-c", code)))
+
+
+def _poller_metric(release: Release, name: str) -> float:
+    """The sum of a metric's samples on the poller pod's /metrics."""
+    (pod,) = release.worker_pods("poller")
+    port = release.pipeline()["spec"].get("metrics", {}).get("port", 9000)
+    code = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    text = release.kubectl("exec", pod["metadata"]["name"], "--", "python", "-c", code)
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_an_http_source_lands_every_page_once_and_each_record_becomes_one_row(release: Release) -> None:
+    """``spec.source.kind: http`` -> a poller Deployment (one replica) pages through an API that serves each
+    page once; every page is landed once and every record lands once in the fact table. Back to ``kafka`` ->
+    the poller is removed and the pipeline is Ready."""
+    from tests.http_source.paged_api import PagedApi
+
+    expected = PagedApi("cursor", HTTP_PAGES, per_page=HTTP_PER_PAGE).expected_ids()
+    url = _start_paged_api(release)
+    http = {
+        "url": url,
+        "paging": {"type": "cursor", "cursorField": "next_cursor", "cursorParam": "cursor"},
+        "recordsPath": "records",
+        "intervalSeconds": 5,
+    }
+    t0 = time.monotonic()
+    patch = {"spec": {"source": {"kind": "http", "http": http}}}
+    release.kubectl("patch", f"sentimentpipeline/{PIPELINE}", "--type=merge", "-p", json.dumps(patch))
+    try:
+        eventually(lambda: len(release.worker_pods("poller")) == 1, timeout=180, what="one poller pod")
+        release.kubectl("rollout", "status", f"deployment/{PIPELINE}-poller", "--timeout=300s", timeout=320)
+        release.wait_ready()
+        table = release.pipeline()["spec"]["sink"].get("table", "dw_messages")
+        ids = ",".join(f"'{i}'" for i in sorted(expected))
+
+        def rows() -> tuple[int, int]:
+            ((total, distinct),) = release.sql(
+                f"SELECT COUNT(*), COUNT(DISTINCT id) FROM {table} WHERE id IN ({ids})"
+            )
+            return int(total), int(distinct)
+
+        eventually(
+            lambda: rows()[0] >= len(expected), timeout=600, interval=2, what=f"{len(expected)} API rows"
+        )
+        record(f"HTTP source: {HTTP_PAGES} pages, {len(expected)} records -> rows", time.monotonic() - t0)
+        time.sleep(5)
+        assert rows() == (len(expected), len(expected)), "each API record exactly once in the fact table"
+        stats = _api_stats(release)
+        assert stats["served_pages"] == HTTP_PAGES + 1 and stats["at_end"], stats  # + the empty end page
+        landed = _poller_metric(release, 'sentiment_http_pages_total{outcome="landed"}')
+        assert landed == HTTP_PAGES + 1, (landed, stats)
+        record("HTTP source: pages served / landed", f"{stats['served_pages']} / {landed:.0f}")
+    finally:
+        revert = [{"op": "replace", "path": "/spec/source/kind", "value": "kafka"}]
+        revert.append({"op": "remove", "path": "/spec/source/http"})
+        release.kubectl("patch", f"sentimentpipeline/{PIPELINE}", "--type=json", "-p", json.dumps(revert))
+        release.kubectl("delete", "pod,service,configmap", "paged-api", "--wait=false", check=False)
+    eventually(lambda: not release.worker_pods("poller"), timeout=180, what="poller removed")
+    release.wait_ready()
+
+
 def test_a_mysql_outage_degrades_the_pipeline_naming_mysql_and_it_recovers_with_nothing_lost(
     release: Release,
 ) -> None:

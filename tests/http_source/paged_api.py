@@ -166,11 +166,26 @@ class PagedApi:
         except (BrokenPipeError, ConnectionResetError):  # the poller was killed while reading
             handler.close_connection = True
 
-    def start(self) -> str:
+    def stats(self) -> dict[str, Any]:
+        """What the API served so far (``GET /_stats`` when run as a program)."""
+        with self.lock:
+            return {
+                "pages": self.pages,
+                "served_pages": len(self.served_times),
+                "served_twice": sorted(k for k, n in self.served_times.items() if n > 1),
+                "gone": self.gone,
+                "requests": self.requests,
+                "at_end": self.acked >= self.last,
+            }
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path == "/_stats":
+                    api._send(self, 200, json.dumps(api.stats()).encode())
+                    return
                 api.answer(self)
 
             def do_POST(self) -> None:
@@ -181,7 +196,7 @@ class PagedApi:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self.url
@@ -195,3 +210,25 @@ class PagedApi:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+def main() -> None:
+    """Serve the API in the foreground (the e2e suite runs it in a pod: tests/e2e/test_scenario.py)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variant", choices=VARIANTS, default="cursor")
+    parser.add_argument("--pages", type=int, default=20)
+    parser.add_argument("--per-page", type=int, default=5)
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args()
+    api = PagedApi(args.variant, args.pages, per_page=args.per_page)
+    api.start(args.host, args.port)
+    where = f"{args.host}:{args.port}{api.start_path}"
+    print(f"serving {args.pages} pages ({args.variant}) on {where}", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
