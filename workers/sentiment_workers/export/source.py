@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ def changed_rows_sql(table: str, *, since: bool) -> str:
 
 async def changed_rows(
     warehouse: Warehouse, since: datetime | None, batch_size: int
-) -> AsyncIterator[list[Sequence[Any]]]:
+) -> AsyncGenerator[list[Sequence[Any]], None]:
     """Batches of rows (columns in :data:`SELECTED` order) with ``processed_at >= since``.
 
     One unbuffered (server-side) cursor: a single scan of a consistent InnoDB snapshot, ``batch_size`` rows in
