@@ -212,3 +212,29 @@ async def test_the_inference_worker_serves_a_registered_model_end_to_end(
         await warehouse.close()
         await store.client.drop_database(config.mongo_database)
         store.close()
+
+
+def test_a_tracked_fine_tune_is_registered_and_served_on_a_transformer_backend(
+    tracking: str, spam_csv: Path, tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENTIMENT_ONNX_CACHE_DIR", str(tmp_path / "onnx-cache"))
+    from sentiment_workers.model.testing import build_tiny_model
+    from sentiment_workers.training.settings import TrainingSettings
+
+    base = build_tiny_model(tmp_path / "tiny-base")  # a tiny BERT stands in for MiniLM: seconds, not minutes
+    settings = TaskSettings(
+        data=str(spam_csv),
+        task="spam-finetuned",
+        kind="finetune",
+        finetune=TrainingSettings(base_model=str(base), per_class=16, batch_size=8, max_length=32, threads=1),
+    )
+    metrics = run_task(settings, tmp_path / "ft")
+
+    assert metrics["tracking"]["version"] == 1
+    run = MlflowClient(tracking).get_run(metrics["tracking"]["run_id"])
+    assert run.data.params["kind"] == "finetune" and run.data.params["finetune.per_class"] == "16"
+    assert "model.roc_auc" in run.data.metrics
+    classifier = load_classifier("models:/spam-finetuned@champion", "onnx-int8", max_length=32)
+    assert classifier.labels == ["ham", "spam"] and classifier.backend == "onnx-int8"
+    assert classifier.model_id.startswith("spam-finetuned-v1@")
+    assert {p.label for p in classifier.predict([SPAMMY, HAMMY])} <= {"ham", "spam"}
