@@ -283,7 +283,7 @@ def test_metabase_is_the_lts_release_provisioned_with_the_specified_dashboard(
     )
 
 
-def render_notes(helm: Path, chart_dir: Path, tmp_path: Path, *set_args: str) -> str:
+def render_notes(helm: Path, chart_dir: Path, tmp_path: Path, *set_args: str, upgrade: bool = False) -> str:
     """NOTES.txt as `helm install` prints it: helm template skips NOTES, so a copy of the chart renders it
     through a ConfigMap (`tpl` of the same file, same values)."""
     chart = tmp_path / "chart"
@@ -294,6 +294,7 @@ def render_notes(helm: Path, chart_dir: Path, tmp_path: Path, *set_args: str) ->
         'data:\n  notes: {{ tpl (.Files.Get "notes.txt") . | quote }}\n'
     )
     cmd = [str(helm), "template", "rel", str(chart), "-n", "ns", "--show-only", "templates/notes-cm.yaml"]
+    cmd += ["--is-upgrade"] if upgrade else []
     for expr in set_args:
         cmd += ["--set", expr]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
@@ -324,6 +325,16 @@ def test_notes_tell_gitops_users_to_bring_their_own_secrets(
         "metabase.existingSecret=b",
     )
     assert "WARNING" not in own
+
+
+def test_notes_of_an_upgrade_say_that_helm_leaves_the_crd_as_it_was(
+    helm: Path, chart_dir: Path, tmp_path: Path
+) -> None:
+    """Helm never upgrades crds/: `helm upgrade` NOTES give the command that applies this release's CRD (a
+    newer spec field would be pruned without it); a first install, which does install it, does not."""
+    upgrade = render_notes(helm, chart_dir, tmp_path / "u", upgrade=True)
+    assert "helm show crds <this chart> | kubectl apply --server-side --force-conflicts -f -" in upgrade
+    assert "Helm does not upgrade CRDs" not in render_notes(helm, chart_dir, tmp_path / "i")
 
 
 def test_data_plane_components_can_each_be_disabled(render: Render) -> None:
