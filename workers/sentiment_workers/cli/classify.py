@@ -31,7 +31,11 @@ def classify(
         ),
     ] = None,
     model: Annotated[
-        str, typer.Option(help="'default' (the shipped model), a model directory, or a cached hub name.")
+        str,
+        typer.Option(
+            help="'default' (the shipped model), a model directory, models:/NAME@ALIAS (MLflow registry), "
+            "or a cached hub name."
+        ),
     ] = DEFAULT_MODEL,
     backend: Annotated[ModelBackend, typer.Option(help="Runtime backend.")] = ModelBackend.TORCH,
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Texts per forward pass.")] = 32,
