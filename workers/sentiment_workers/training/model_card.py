@@ -81,6 +81,11 @@ Near-real-time labelling of short English social-media text. In-domain for the t
 tweets; expect lower accuracy on long documents, other languages, sarcasm and domain shifts. Scores are
 softmax probabilities, not calibrated likelihoods. Do not use it for decisions about individuals.
 
+Measured out of domain on the project's hand-labelled sets (docs/evaluation.md, test splits, macro-F1): it
+loses to the VADER lexicon on English movie reviews (0.58 vs 0.62) and news sentences (0.62 vs 0.65), and is
+near chance on Spanish and Portuguese (0.30-0.38): it answers "neutral" for most clearly positive or negative
+text outside tweets.
+
 ## Licenses of the parts
 
 - Base encoder: sentence-transformers/all-MiniLM-L6-v2, Apache-2.0 (model card in PyPI
