@@ -220,6 +220,7 @@ class FusedWorker:
         # message Mongo refused split it), which the write completes.
         documents = [doc for claim, _ in staged.results for doc in claim.documents]
         token = uuid.uuid4().hex
+        self.metrics.batch_size.labels("infer").observe(len(documents))
         return Claim(token=token, owner=owner, expires=utcnow(), documents=documents, batch=True)
 
     async def _committed(self, claim: Claim) -> None:
