@@ -487,9 +487,11 @@ async def main() -> None:
                 plane[mode] = run
                 servers = ", ".join(f"{k} {1000 * v / n:.2f}" for k, v in run["server_cpu_s"].items())
                 print(f"data plane alone (no model), {mode:5s}: {run['msgs_per_s']:7.1f} msgs/s;", end="")
+                run["workers_cpu_s"] = run["process_cpu_s"] - producer_cpu
                 print(
-                    f" CPU ms/msg: servers {servers}; workers {1000 * run['process_cpu_s'] / n:.2f}", end=""
+                    f" CPU ms/msg: servers {servers}; workers {1000 * run['workers_cpu_s'] / n:.2f}", end=""
                 )
+                print(f" (producer {1000 * producer_cpu / n:.2f}, taken out)", end="")
                 print(f"  (load {run['loadavg']})", flush=True)
             bare_best = max(row["bare"] for row in rounds) if rounds else 0.0
             if args.latency_messages and bare_best:

