@@ -70,6 +70,23 @@ async def test_produce_consume_infer_report_from_the_command_line(
     assert "total messages: 26" in cli("report", env=bi_env).stdout
 
 
+async def test_infer_fused_consumes_the_topic_itself(services, config, store, warehouse, tiny_model_dir):
+    """``infer --fused`` (docs/data-plane.md, fused mode): no consume process; the worker stages, classifies
+    and writes per Kafka batch, each message once, and commits the topic's offsets."""
+    await create_topic(config, partitions=2)
+    env = services.worker_env(config.model_copy(update={"model_name": str(tiny_model_dir)}))
+    produced = cli("produce", "--count", "40", "--run-id", "fused", "--no-progress", env=env)
+    assert produced.returncode == 0, produced.stderr
+
+    inferred = cli("infer", "--fused", "--exit-when-idle", "3", env=env)
+    assert inferred.returncode == 0, inferred.stderr
+    assert await warehouse.count() == 40
+    assert await store.messages.count_documents({}) == 40  # every raw message staged first
+    again = cli("infer", "--fused", "--exit-when-idle", "2", env=env)  # a second run adds nothing
+    assert again.returncode == 0, again.stderr
+    assert await warehouse.count() == 40
+
+
 async def test_sigterm_stops_the_consumer_cleanly_with_offsets_committed(services, config, store):
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from sentiment_workers.adapters.kafka import connection_options

@@ -37,6 +37,12 @@ def infer(
         min=1,
         help="Messages leased per claim (default: 4 x SENTIMENT_MODEL_BATCH_SIZE).",
     ),
+    fused: bool = typer.Option(
+        False,
+        "--fused",
+        help="Also consume the Kafka topic: stage, classify and write per Kafka batch (docs/data-plane.md, "
+        "'Fused mode'); no separate consume process is needed.",
+    ),
 ) -> None:
     """Classify staged messages and upsert them into the warehouse table. Config: SENTIMENT_*."""
     import asyncio
@@ -79,8 +85,15 @@ def infer(
                 probe_timeout=config.store_probe_timeout_seconds,
             ),
         ):
-            await run_inference(
-                config, stop, metrics, classifier, claim_size=claim_size, exit_when_idle=exit_when_idle
-            )
+            if fused:
+                from sentiment_workers.fused import run_fused
+
+                await run_fused(
+                    config, stop, metrics, classifier, batch_size=claim_size, exit_when_idle=exit_when_idle
+                )
+            else:
+                await run_inference(
+                    config, stop, metrics, classifier, claim_size=claim_size, exit_when_idle=exit_when_idle
+                )
 
     run_worker(config, main)
