@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel, to_snake
 from sentiment_workers.config import (
     DEFAULT_MODEL,
+    SQL_IDENTIFIER,
     KafkaSaslMechanism,
     KafkaSecurityProtocol,
     ModelBackend,
@@ -25,7 +26,6 @@ from sentiment_workers.config import (
 from sentiment_workers.http_source.settings import HttpPaging, HttpSourceConfig
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
-SQL_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 MONGO_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$"
 
 

@@ -15,6 +15,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "SENTIMENT_"
 
 
+SQL_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+"""A MySQL table or column name the project will interpolate (quoted): the one definition."""
+
+
 class ModelBackend(StrEnum):
     """How the model runs: fp32 torch, torch dynamic int8, or ONNX Runtime dynamic int8."""
 
@@ -72,6 +76,9 @@ class WorkerConfig(BaseSettings):
     kafka_sasl_mechanism: KafkaSaslMechanism = KafkaSaslMechanism.PLAIN
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = Field(
+        None, description="PEM CA bundle that verifies the brokers (SSL, SASL_SSL); unset: the system store."
+    )
 
     # Staging: MongoDB
     mongo_uri: SecretStr = Field(SecretStr("mongodb://127.0.0.1:27017/?directConnection=true"))
@@ -85,7 +92,7 @@ class WorkerConfig(BaseSettings):
     mysql_user: str = "sentiment"
     mysql_password: SecretStr = SecretStr("")
     mysql_database: str = "sentiment"
-    mysql_table: str = Field("dw_messages", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    mysql_table: str = Field("dw_messages", pattern=SQL_IDENTIFIER)
 
     # Model
     model_name: str = Field(DEFAULT_MODEL, description="'default', a Hugging Face model name, or a path.")

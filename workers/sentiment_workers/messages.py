@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -95,7 +95,6 @@ class Rejected:
     reason: DeadLetterReason
     detail: str
     source: SourceRecord
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class InvalidMessageError(ValueError):

@@ -7,7 +7,6 @@ SASL_SSL with PLAIN or SCRAM-SHA-256/512; the password comes from the environmen
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -30,7 +29,6 @@ from aiokafka.helpers import create_ssl_context
 
 from sentiment_workers.config import WorkerConfig
 
-SSL_CAFILE_ENV = "SENTIMENT_KAFKA_SSL_CAFILE"
 # "The broker refuses these credentials or this user's rights" (SASL, ACLs): a wrong Secret or missing ACLs.
 AUTH_ERRORS = (
     SaslAuthenticationFailed,
@@ -53,7 +51,7 @@ def connection_options(config: WorkerConfig) -> dict[str, Any]:
         "security_protocol": protocol,
     }
     if protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(cafile=os.environ.get(SSL_CAFILE_ENV) or None)
+        options["ssl_context"] = create_ssl_context(cafile=config.kafka_ssl_cafile or None)
     if protocol.startswith("SASL_"):
         mechanism = config.kafka_sasl_mechanism.value
         if not config.kafka_sasl_username or config.kafka_sasl_password is None:

@@ -17,9 +17,9 @@ from typing import Any
 import aiomysql
 import pymysql
 
-from sentiment_workers.config import WorkerConfig
+from sentiment_workers.config import SQL_IDENTIFIER, WorkerConfig
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_IDENTIFIER = re.compile(SQL_IDENTIFIER)
 # Server/client codes meaning "the server went away, is restarting or is busy": retry the same transaction.
 TRANSIENT_CODES = frozenset(
     {
@@ -187,19 +187,6 @@ def upsert_sql(table: str) -> str:
         "sentiment_score = VALUES(sentiment_score), raw_json = VALUES(raw_json), "
         "model = VALUES(model), processed_at = VALUES(processed_at)"
     )
-
-
-def read_only_user_statements(user: str, database: str) -> list[str]:
-    """SQL (run by an admin; the password is a parameter) creating a SELECT-only BI user.
-
-    Returns statements with one ``%s`` placeholder in the first (the password).
-    """
-    if not re.match(r"^[A-Za-z0-9_]{1,32}$", user):
-        raise ValueError(f"invalid MySQL user name {user!r}")
-    return [
-        f"CREATE USER IF NOT EXISTS '{user}'@'%%' IDENTIFIED BY %s",
-        f"GRANT SELECT ON {quote_identifier(database)}.* TO '{user}'@'%%'",
-    ]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+from sentiment_workers.config import SQL_IDENTIFIER
+
+_IDENTIFIER = re.compile(SQL_IDENTIFIER)
 
 GRID_WIDTH = 24
 """Metabase dashboards are 24 columns wide."""

@@ -12,9 +12,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sentiment_workers.bi.questions import DEFAULT_DASHBOARD_NAME, BySentimentDisplay, PerDayDisplay
+from sentiment_workers.config import SQL_IDENTIFIER
 
 ENV_PREFIX = "SENTIMENT_METABASE_"
-SQL_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 
 class MetabaseSettings(BaseSettings):
