@@ -31,7 +31,7 @@ from sentiment_workers.metrics import PipelineMetrics
 
 T = TypeVar("T")
 log = get_logger("retry")
-STORE_NAMES = {"kafka": "Kafka", "mongo": "MongoDB", "mysql": "MySQL"}
+STORE_NAMES = {"kafka": "Kafka", "mongo": "MongoDB", "mysql": "MySQL", "http": "the HTTP API"}
 UNREACHABLE = "unreachable"
 AUTH = "auth"
 AUTH_MAX_WAIT_S = 60.0
