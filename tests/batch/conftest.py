@@ -15,18 +15,12 @@ from sentiment_workers.config import WorkerConfig
 
 from tests.dataplane.conftest import Services, free_port
 
-BATCH_SERVERS = ("mongo", "mysql")
-
 
 @pytest.fixture(scope="session")
-def data_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    """MongoDB (staging, for the worker serving a registered model) and MariaDB (the fact table)."""
-    servers = Services(tmp_path_factory.mktemp("batch-services"))
-    servers.start(*BATCH_SERVERS)
-    try:
-        yield servers
-    finally:
-        servers.stop(*BATCH_SERVERS)
+def data_servers(services: Services) -> Services:
+    """MongoDB (staging, for the worker serving a registered model) and MariaDB (the fact table): the
+    session's servers (tests/conftest.py)."""
+    return services
 
 
 @pytest.fixture(scope="session")

@@ -111,16 +111,6 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    servers = Services(tmp_path_factory.mktemp("services"))
-    servers.start()
-    try:
-        yield servers
-    finally:
-        servers.stop()
-
-
 class AuthMongo:
     """A second SecantusDB that requires SCRAM authentication (``--auth``), with a user ``app`` (readWrite on
     every database, password ``right``), a user ``reader`` (read on ``stage`` only) and ``admin`` (root, to

@@ -22,8 +22,8 @@ from tests.dataplane import conftest as dataplane
 from tests.dataplane.helpers import create_topic
 from tests.http_source.paged_api import PagedApi
 
-# The data-plane fixtures, reused as they are: servers, a WorkerConfig unique to the test, metrics.
-services = dataplane.services
+# The data-plane fixtures, reused as they are (the servers are the session's, tests/conftest.py): a
+# WorkerConfig unique to the test, metrics.
 config = dataplane.config
 metrics = dataplane.metrics
 
