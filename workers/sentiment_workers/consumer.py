@@ -41,7 +41,6 @@ from sentiment_workers.messages import (
     utcnow,
 )
 from sentiment_workers.metrics import PipelineMetrics
-from sentiment_workers.retry import with_retries
 
 T = TypeVar("T")
 log = get_logger("consumer")
@@ -179,13 +178,7 @@ class StagingConsumer:
         log.debug("batch staged", records=received, writes=staged.calls, rejected=len(bad))
 
     async def _mongo(self, operation: Callable[[], Awaitable[T]]) -> T:
-        return await with_retries(
-            operation,
-            store="mongo",
-            is_transient=mongo.is_transient,
-            is_auth_error=mongo.is_auth_error,
-            metrics=self.metrics,
-        )
+        return await mongo.retrying(operation, self.metrics)
 
     async def _commit(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}

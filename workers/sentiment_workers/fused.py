@@ -240,13 +240,7 @@ class FusedWorker:
         self.metrics.offsets_committed.inc()
 
     async def _mongo(self, operation: Any) -> Any:
-        return await with_retries(
-            operation,
-            store="mongo",
-            is_transient=mongo.is_transient,
-            is_auth_error=mongo.is_auth_error,
-            metrics=self.metrics,
-        )
+        return await mongo.retrying(operation, self.metrics)
 
 
 async def run_fused(

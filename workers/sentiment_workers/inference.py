@@ -99,22 +99,10 @@ class InferenceWorker:
         self._released_at = 0.0
 
     async def _mongo(self, operation: Any) -> Any:
-        return await with_retries(
-            operation,
-            store="mongo",
-            is_transient=mongo.is_transient,
-            is_auth_error=mongo.is_auth_error,
-            metrics=self.metrics,
-        )
+        return await mongo.retrying(operation, self.metrics)
 
     async def _mysql(self, operation: Any) -> Any:
-        return await with_retries(
-            operation,
-            store="mysql",
-            is_transient=mysql.is_transient,
-            is_auth_error=mysql.is_auth_error,
-            metrics=self.metrics,
-        )
+        return await mysql.retrying(operation, self.metrics)
 
     async def prepare(self) -> None:
         """Idempotent start-up: staging indexes and the warehouse table."""

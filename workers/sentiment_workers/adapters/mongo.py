@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import Binary
 from bson.errors import InvalidDocument
@@ -34,6 +34,8 @@ from pymongo.errors import (
 
 from sentiment_workers.config import WorkerConfig
 from sentiment_workers.messages import Rejected, StagedMessage, scrub_text, utcnow
+from sentiment_workers.metrics import PipelineMetrics
+from sentiment_workers.retry import with_retries
 
 PENDING = "pending"
 DONE = "done"
@@ -690,3 +692,15 @@ class StagingStore:
             ).to_list(None)
             groups += [(str(r["_id"]["stage"]), str(r["_id"]["reason"]), replayed, int(r["n"])) for r in rows]
         return sorted(groups)
+
+
+T = TypeVar("T")
+
+
+async def retrying(operation: Callable[[], Awaitable[T]], metrics: PipelineMetrics) -> T:
+    """``operation`` (a MongoDB call) under the data plane's retry policy
+    (:func:`sentiment_workers.retry.with_retries` with this adapter's error classes): transient errors and
+    refused credentials are retried, a rejection is raised at once."""
+    return await with_retries(
+        operation, store="mongo", is_transient=is_transient, is_auth_error=is_auth_error, metrics=metrics
+    )

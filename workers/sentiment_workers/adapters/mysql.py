@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomysql
 import pymysql
 
 from sentiment_workers.config import SQL_IDENTIFIER, WorkerConfig
+from sentiment_workers.metrics import PipelineMetrics
+from sentiment_workers.retry import with_retries
 
 _IDENTIFIER = re.compile(SQL_IDENTIFIER)
 # Server/client codes meaning "the server went away, is restarting or is busy": retry the same transaction.
@@ -338,3 +340,15 @@ class Warehouse:
             by_label={str(label): int(n) for label, n in by_label},
             per_day=[(day, int(n)) for day, n in per_day],
         )
+
+
+T = TypeVar("T")
+
+
+async def retrying(operation: Callable[[], Awaitable[T]], metrics: PipelineMetrics) -> T:
+    """``operation`` (a MySQL call) under the data plane's retry policy
+    (:func:`sentiment_workers.retry.with_retries` with this adapter's error classes): transient errors and
+    refused credentials are retried, a rejection is raised at once."""
+    return await with_retries(
+        operation, store="mysql", is_transient=is_transient, is_auth_error=is_auth_error, metrics=metrics
+    )

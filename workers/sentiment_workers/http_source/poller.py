@@ -142,13 +142,7 @@ class HttpPoller:
     # -- store calls -----------------------------------------------------------------------------
 
     async def _mongo(self, operation: Callable[[], Awaitable[T]]) -> T:
-        return await with_retries(
-            operation,
-            store="mongo",
-            is_transient=mongo.is_transient,
-            is_auth_error=mongo.is_auth_error,
-            metrics=self.metrics,
-        )
+        return await mongo.retrying(operation, self.metrics)
 
     def _check_lease(self) -> None:
         if self.lease_lost:
