@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from sentiment_workers.reconcile import reconcile
 
 from tests.dataplane.conftest import ROOT
 from tests.dataplane.helpers import MODES, create_topic, produce, staging_states, wait_until, warehouse_ids
@@ -152,9 +153,9 @@ async def test_the_incident_ends_with_every_message_once_and_every_bad_one_alone
 
         await producing
         await wait_until(
-            lambda: _settled(store, warehouse, len(valid_ids), sum(expected_letters.values())),
+            lambda: _settled(config, store, warehouse, len(valid_ids), sum(expected_letters.values())),
             timeout=400,
-            what="every message in the warehouse or the dead letters",
+            what="every message in the warehouse or the dead letters, and the topic drained",
         )
     finally:
         for process in {consumer, *workers}:
@@ -203,12 +204,16 @@ async def _rows_at_least(warehouse, n: int) -> bool:
         return False
 
 
-async def _settled(store, warehouse, rows: int, letters: int) -> bool:
+async def _settled(config, store, warehouse, rows: int, letters: int) -> bool:
+    """Every message landed or set aside, and drained as `reconcile` means it: no Kafka lag either. (A worker
+    whose offset commit was refused by a rebalance leaves its last records to the partition's next owner,
+    which re-reads them, finds them staged and commits: until then they are in flight.)"""
     try:
         return (
             await warehouse.count() >= rows
             and await store.dead_letters.count_documents({}) >= letters
             and await store.count_backlog() == 0
+            and (await reconcile(config, store, warehouse)).drained
         )
     except Exception:
         return False
