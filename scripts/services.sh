@@ -12,7 +12,8 @@
 # artifacts proxied by the server to a local folder) for tracked training runs. Settings, all optional:
 #   SERVICES_DIR (.dev/services)  KAFKA_PORT (19092)  MONGO_PORT (27018)  MYSQL_PORT (13306)
 #   PROMETHEUS_PORT (19090)  PROMETHEUS_TARGETS (127.0.0.1:9101,127.0.0.1:9102: worker /metrics endpoints)
-#   MLFLOW_PORT (15000)
+#   MLFLOW_PORT (15000)  MLFLOW_HOST (127.0.0.1: the address it listens on; e.g. the node cluster's host end,
+#   10.250.0.1, for pods to reach it)
 # `start` writes $SERVICES_DIR/env with the SENTIMENT_* variables the workers read (sentiment_workers.config),
 # plus BI_MYSQL_USER / BI_MYSQL_PASSWORD (read-only user), MYSQL_ROOT_SOCKET and MLFLOW_TRACKING_URI.
 set -euo pipefail
@@ -26,6 +27,7 @@ MYSQL_PORT=${MYSQL_PORT:-13306}
 PROMETHEUS_PORT=${PROMETHEUS_PORT:-19090}
 PROMETHEUS_TARGETS=${PROMETHEUS_TARGETS:-127.0.0.1:9101,127.0.0.1:9102}
 MLFLOW_PORT=${MLFLOW_PORT:-15000}
+MLFLOW_HOST=${MLFLOW_HOST:-127.0.0.1}
 ALL_SERVICES=(kafka mongo mysql prometheus)  # what `start` with no names starts
 KNOWN_SERVICES=("${ALL_SERVICES[@]}" mlflow)  # what `stop`/`status` with no names cover
 MYSQL_DATABASE=sentiment
@@ -35,8 +37,8 @@ MYSQL_BI_USER=bi_reader
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-port_open() { # port -> 0 when something accepts connections on 127.0.0.1:port
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+port_open() { # port [host] -> 0 when something accepts connections on host (127.0.0.1):port
+  (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null
 }
 
 pid_alive() { # pidfile
@@ -175,9 +177,9 @@ YAML
 }
 
 mlflow_ping() { # the tracking server's health endpoint answers OK
-  "$VENV/bin/python" - "$MLFLOW_PORT" <<'EOF' 2>/dev/null
+  "$VENV/bin/python" - "$MLFLOW_HOST" "$MLFLOW_PORT" <<'EOF' 2>/dev/null
 import sys, urllib.request
-with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=2) as r:
+with urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/health", timeout=2) as r:
     assert r.status == 200
 EOF
 }
@@ -186,14 +188,14 @@ start_mlflow() {
   local d=$SERVICES_DIR/mlflow
   mkdir -p "$d/artifacts"
   pid_alive "$d/pid" && return 0
-  port_open "$MLFLOW_PORT" && die "port $MLFLOW_PORT is taken by another process (set MLFLOW_PORT)"
+  port_open "$MLFLOW_PORT" "$MLFLOW_HOST" && die "port $MLFLOW_PORT is taken by another process (set MLFLOW_PORT)"
   [ -x "$VENV/bin/mlflow" ] || die "mlflow is not installed: run scripts/bootstrap.sh (the 'tracking' extra)"
   # Runs and the registry in SQLite; artifacts uploaded to and served by this server (mlflow-artifacts:/),
   # so clients need only its URL, never its file system. One worker: a development server. No job runner (its
   # queue serves GenAI features; tracking and the registry do not use it): two processes fewer.
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} nohup "$VENV/bin/mlflow" server --backend-store-uri "sqlite:///$d/mlflow.db" \
     --artifacts-destination "$d/artifacts" --serve-artifacts \
-    --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 >"$d/log" 2>&1 &
+    --host "$MLFLOW_HOST" --port "$MLFLOW_PORT" --workers 1 >"$d/log" 2>&1 &
   echo $! >"$d/pid"
   wait_until 180 "mlflow on :$MLFLOW_PORT" mlflow_ping || die "mlflow did not start: $(tail -5 "$d/log")"
 }
@@ -216,7 +218,7 @@ export BI_MYSQL_USER=$MYSQL_BI_USER
 export BI_MYSQL_PASSWORD='$bi_pw'
 export MYSQL_ROOT_SOCKET=$SERVICES_DIR/mysql/mysqld.sock
 export PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT
-export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
+export MLFLOW_TRACKING_URI=http://$MLFLOW_HOST:$MLFLOW_PORT
 ENV
   )
   log "connection settings in $f"

@@ -29,6 +29,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -73,7 +74,7 @@ def record(key: str, value: float | int | str) -> None:
     print(f"[e2e] {key}: {value:.1f} s" if isinstance(value, float) else f"[e2e] {key}: {value}", flush=True)
 
 
-def _script(*args: str, timeout: float) -> None:
+def _script(*args: str | Path, timeout: float) -> None:
     """Run one of the project's scripts, its output streamed to the terminal (builds take minutes)."""
     result = subprocess.run(["bash", *map(str, args)], timeout=timeout, check=False)
     assert result.returncode == 0, f"{shlex.join(map(str, args))} exited with {result.returncode}"
@@ -138,3 +139,38 @@ def image_tag() -> str | None:
     """Tag of the project's images when not the chart's default (E2E_IMAGE_TAG; the torch worker image is
     ``<tag>-torch``); None: the chart's appVersion, which is what scripts/images.sh builds."""
     return os.environ.get("E2E_IMAGE_TAG") or None
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def mlflow_for_pods(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MLflow tracking server (``scripts/services.sh start mlflow``: SQLite backend store, artifacts
+    proxied by the server) on this machine, listening where the cluster's pods reach it; returns its URL.
+
+    On the node cluster that is the host end of its veth pair (``NODE_HOST_IP``, 10.250.0.1; the bridge CNI
+    masquerades pod traffic to the node's address). On another cluster ``E2E_MLFLOW_HOST`` names it (kind: the
+    gateway of the ``kind`` Docker network). Training needs the project's venv with the ``tracking`` extra
+    (``VENV``, default .venv)."""
+    host = os.environ.get("E2E_MLFLOW_HOST")
+    if not host and not os.environ.get("E2E_KUBECONFIG"):
+        host = os.environ.get("NODE_HOST_IP", "10.250.0.1")
+    assert host, "E2E_MLFLOW_HOST: the address the cluster's pods reach this machine at"
+    env = {
+        **os.environ,
+        "SERVICES_DIR": str(tmp_path_factory.mktemp("mlflow")),
+        "MLFLOW_HOST": host,
+        "MLFLOW_PORT": str(_free_port(host)),
+    }
+    services = ROOT / "scripts" / "services.sh"
+    t0 = time.monotonic()
+    subprocess.run(["bash", str(services), "start", "mlflow"], env=env, check=True, timeout=300)
+    record("MLflow tracking server up (host)", time.monotonic() - t0)
+    try:
+        yield f"http://{host}:{env['MLFLOW_PORT']}"
+    finally:
+        subprocess.run(["bash", str(services), "stop", "mlflow"], env=env, check=False, timeout=120)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -496,6 +497,130 @@ def test_an_http_source_lands_every_page_once_and_each_record_becomes_one_row(re
         release.kubectl("patch", f"sentimentpipeline/{PIPELINE}", "--type=merge", "-p", json.dumps(revert))
         release.kubectl("delete", "pod,service,configmap", "paged-api", "--wait=false", check=False)
     eventually(lambda: not release.worker_pods("poller"), timeout=180, what="poller removed")
+    release.wait_ready()
+
+
+def _patch_pipeline(release: Release, spec: dict[str, Any]) -> None:
+    release.kubectl(
+        "patch", f"sentimentpipeline/{PIPELINE}", "--type=merge", "-p", json.dumps({"spec": spec})
+    )
+
+
+def _deployment(release: Release, component: str) -> dict[str, Any] | None:
+    found = release.kube.try_json("-n", NAMESPACE, "get", f"deployment/{PIPELINE}-{component}")
+    return None if found is None else dict(found)
+
+
+def test_fused_mode_runs_inference_alone_and_switching_back_while_messages_flow_loses_nothing(
+    release: Release,
+) -> None:
+    """``spec.mode: fused`` -> no consumer Deployment; the inference pods run ``infer --fused`` (consume,
+    stage raw, classify, write, commit in one process) and every message lands once. Back to ``lease`` while
+    messages flow -> the consumer is back, and every message sent across the switch lands exactly once."""
+    t0 = time.monotonic()
+    _patch_pipeline(release, {"mode": "fused"})
+    try:
+        eventually(
+            lambda: _deployment(release, "consumer") is None, timeout=180, what="no consumer Deployment"
+        )
+
+        def inference_fused() -> bool:
+            dep = _deployment(release, "inference")
+            (container,) = dep["spec"]["template"]["spec"]["containers"] if dep else [{}]
+            return "--fused" in [*container.get("command", []), *container.get("args", [])]
+
+        eventually(inference_fused, timeout=180, what="inference Deployment runs infer --fused")
+        release.kubectl(
+            "rollout", "status", f"deployment/{PIPELINE}-inference", "--timeout=600s", timeout=630
+        )
+        release.wait_ready()
+        assert {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in release.worker_pods()} == {
+            "inference"
+        }
+        record("mode lease -> fused: Ready, inference alone", time.monotonic() - t0)
+        t1 = time.monotonic()
+        run_id = release.produce(MESSAGES)
+        took = release.wait_rows(run_id, MESSAGES, timeout=900)
+        record(f"fused: {MESSAGES} messages -> rows (after produce)", took)
+        record(f"fused: messages/s end to end ({MESSAGES})", f"{MESSAGES / (time.monotonic() - t1):.0f}")
+        count, rate = 1000, 50.0
+        run_id = release.produce(count, rate=rate, wait=False)
+        time.sleep(5)
+    finally:
+        _patch_pipeline(release, {"mode": "lease"})
+    t2 = time.monotonic()
+    eventually(lambda: _deployment(release, "consumer") is not None, timeout=180, what="consumer back")
+    for component in ("consumer", "inference"):
+        release.kubectl(
+            "rollout", "status", f"deployment/{PIPELINE}-{component}", "--timeout=600s", timeout=630
+        )
+    release.wait_ready()
+    record("mode fused -> lease: consumer back, Ready", time.monotonic() - t2)
+    release.wait_produced(run_id, timeout=count / rate + 300)
+    took = release.wait_rows(run_id, count, timeout=900)
+    record(f"{count} messages at {rate:.0f}/s across fused -> lease -> rows (after produce)", took)
+
+
+def test_a_model_registered_in_mlflow_serves_the_pipeline(
+    release: Release, mlflow_for_pods: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A spam/ham classifier trained here and registered in a real MLflow server (``sentiment-pipeline train
+    --data sms.csv --task e2e-spam``, TF-IDF + Naive Bayes, alias ``champion``) -> ``spec.model.name:
+    models:/e2e-spam@champion`` with ``spec.model.tracking.uri`` -> the inference pods resolve the alias,
+    download the model into their cache volume, and every message lands once, labelled ``spam`` or ``ham`` by
+    it (labels come from the model). Back to the previous model -> Ready, sentiment labels again."""
+    venv = Path(os.environ.get("VENV", str(CHART.parents[1] / ".venv")))
+    work = tmp_path_factory.mktemp("e2e-spam")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_for_pods, "MLFLOW_EXPERIMENT_NAME": "e2e"}
+    t0 = time.monotonic()
+    subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "sentiment_workers.training.spam_fixture",
+            str(work / "sms.csv"),
+        ],
+        check=True,
+        timeout=120,
+    )
+    train = [str(venv / "bin" / "sentiment-pipeline"), "train", "--data", str(work / "sms.csv")]
+    train += ["--task", "e2e-spam", "--output", str(work / "model")]
+    subprocess.run(train, env=env, check=True, timeout=600)
+    record("spam baseline trained and registered in MLflow (host)", time.monotonic() - t0)
+    before = release.pipeline()["spec"].get("model", {})
+    t1 = time.monotonic()
+    _patch_pipeline(
+        release, {"model": {"name": "models:/e2e-spam@champion", "tracking": {"uri": mlflow_for_pods}}}
+    )
+    try:
+        eventually(
+            lambda: any(
+                e.get("name") == "MLFLOW_TRACKING_URI" and e.get("value") == mlflow_for_pods
+                for c in (_deployment(release, "inference") or {})["spec"]["template"]["spec"]["containers"]
+                for e in c.get("env", [])
+            ),
+            timeout=180,
+            what="inference Deployment with MLFLOW_TRACKING_URI",
+        )
+        release.kubectl(
+            "rollout", "status", f"deployment/{PIPELINE}-inference", "--timeout=600s", timeout=630
+        )
+        release.wait_ready()
+        record("models:/e2e-spam@champion -> inference rolled out, Ready", time.monotonic() - t1)
+        run_id = release.produce(MESSAGES // 4)
+        took = release.wait_rows(run_id, MESSAGES // 4, timeout=900)
+        record(f"registered model: {MESSAGES // 4} messages -> rows (after produce)", took)
+        table = release.pipeline()["spec"]["sink"].get("table", "dw_messages")
+        labels = release.sql(
+            f"SELECT sentiment_label, model, COUNT(*) FROM {table} WHERE id LIKE 'burst-{run_id}-%' "
+            "GROUP BY sentiment_label, model"
+        )
+        assert {label for label, _, _ in labels} <= {"spam", "ham"}, labels
+        assert all(model.startswith("e2e-spam-v1@") for _, model, _ in labels), labels
+        record("registered model: rows by label", ", ".join(f"{label} {n}" for label, _, n in labels))
+    finally:
+        _patch_pipeline(release, {"model": {**before, "tracking": None}})
+    release.kubectl("rollout", "status", f"deployment/{PIPELINE}-inference", "--timeout=600s", timeout=630)
     release.wait_ready()
 
 
