@@ -7,6 +7,10 @@ credentials to ``secretKeyRef`` entries. Each Deployment's pod template carries 
 component reads, so a change (e.g. the model) rolls exactly the Deployments it concerns, and a digest of the
 ``resourceVersion`` of the Secrets it reads (never their values), so a fixed Secret rolls the pods that use it
 (environment variables from a Secret are only read when a container starts).
+
+``spec.mode`` decides which worker Deployments exist (:func:`worker_components`): ``lease`` runs a consumer
+and inference workers, ``fused`` only inference workers running ``infer --fused``, which read the consumer's
+settings and credentials as well.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from sentiment_workers.config import ModelBackend, env_name
 from sentiment_workers.http_source.settings import env_name as http_env_name
 
 from . import FIELD_MANAGER, GROUP, KIND, VERSION, autoscaling
-from .spec import PipelineSpec, SourceKind, State, Workload
+from .spec import CREDENTIALS, Mode, PipelineSpec, SourceKind, State, Workload
 
 Manifest = dict[str, Any]
 
@@ -34,7 +38,19 @@ WORKER_COMMANDS = {
     INFERENCE: ["sentiment-pipeline", "infer"],
     POLLER: ["sentiment-pipeline", "poll"],
 }
+FUSED_FLAG = "--fused"
 HTTP_PREFIX = "http_"
+MLFLOW_SETTINGS = (
+    "mlflow_tracking_uri",
+    "mlflow_tracking_token",
+    "mlflow_tracking_username",
+    "mlflow_tracking_password",
+)
+"""MLflow's own environment variables (``MLFLOW_TRACKING_URI``, ...), read by its client in the inference
+workers when they resolve a ``models:/`` name."""
+MODEL_CACHE_ENV = "SENTIMENT_MODEL_CACHE_DIR"
+"""Where the workers download registry models (``sentiment_workers.model.source.REGISTRY_CACHE_ENV``)."""
+MODEL_CACHE_DIR = "/model-cache"
 
 LABEL_PIPELINE = f"{GROUP}/pipeline"
 LABEL_COMPONENT = "app.kubernetes.io/component"
@@ -49,7 +65,7 @@ CACHE_DIR = "/cache"
 # same rule (least privilege: the consumer never sees MySQL's password).
 _COMPONENT_SETTINGS = {
     CONSUMER: ("kafka_", "mongo_", "consumer_", "max_message_bytes", "metrics_", "log_"),
-    INFERENCE: ("mongo_", "mysql_", "model_", "lease_", "poll_", "metrics_", "log_"),
+    INFERENCE: ("mongo_", "mysql_", "model_", "mlflow_", "lease_", "poll_", "metrics_", "log_"),
     # The HTTP poller publishes to Kafka, lands pages (and keeps its cursor and lease) in MongoDB.
     POLLER: ("kafka_", "mongo_", "metrics_", "log_", HTTP_PREFIX),
 }
@@ -66,6 +82,27 @@ _TORCH_INFERENCE_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "500m", "memory": "1Gi"},
     "limits": {"memory": "2Gi"},
 }
+
+
+def worker_components(spec: PipelineSpec) -> tuple[str, ...]:
+    """The worker Deployments a spec runs, in apply order: no consumer in fused mode, a poller only for an
+    HTTP source."""
+    components = (INFERENCE,) if spec.mode is Mode.FUSED else (CONSUMER, INFERENCE)
+    return (*components, POLLER) if spec.source.kind is SourceKind.HTTP else components
+
+
+def component_prefixes(spec: PipelineSpec, component: str) -> tuple[str, ...]:
+    """Prefixes of the settings ``component`` reads; a fused inference worker also reads the consumer's."""
+    if component == INFERENCE and spec.mode is Mode.FUSED:
+        return tuple(dict.fromkeys(_COMPONENT_SETTINGS[CONSUMER] + _COMPONENT_SETTINGS[INFERENCE]))
+    return _COMPONENT_SETTINGS[component]
+
+
+def worker_command(spec: PipelineSpec, component: str) -> list[str]:
+    """The container command: ``infer --fused`` for inference in fused mode."""
+    if component == INFERENCE and spec.mode is Mode.FUSED:
+        return [*WORKER_COMMANDS[INFERENCE], FUSED_FLAG]
+    return list(WORKER_COMMANDS[component])
 
 
 def default_resources(spec: PipelineSpec, component: str) -> dict[str, dict[str, str]]:
@@ -142,7 +179,10 @@ def _metadata(owner: Owner, name: str, component: str) -> dict[str, Any]:
 def setting_env(setting: str) -> str:
     """The environment variable of a worker setting: a WorkerConfig field (``kafka_topic`` ->
     ``SENTIMENT_KAFKA_TOPIC``) or ``http_<field>`` of the poller's HttpSourceConfig (``http_url`` ->
-    ``SENTIMENT_HTTP_URL``); an unknown setting is a KeyError."""
+    ``SENTIMENT_HTTP_URL``) or one of MLflow's own (:data:`MLFLOW_SETTINGS`: ``mlflow_tracking_uri`` ->
+    ``MLFLOW_TRACKING_URI``); an unknown setting is a KeyError."""
+    if setting in MLFLOW_SETTINGS:
+        return setting.upper()
     if setting.startswith(HTTP_PREFIX):
         return http_env_name(setting.removeprefix(HTTP_PREFIX))
     return env_name(setting)
@@ -199,6 +239,8 @@ def worker_settings(spec: PipelineSpec) -> dict[str, str]:
     }
     if src.auth_secret_ref is not None:
         values["kafka_sasl_mechanism"] = src.sasl_mechanism.value
+    if mdl.tracking is not None:
+        values["mlflow_tracking_uri"] = mdl.tracking.uri
     values.update(http_settings(spec))
     return {setting_env(field): str(value) for field, value in sorted(values.items())}
 
@@ -208,19 +250,24 @@ def secret_env(spec: PipelineSpec) -> dict[str, tuple[str, str]]:
     return {setting_env(field): ref for field, ref in spec.credentials().items()}
 
 
-def _component_reads(component: str, variable: str) -> bool:
+def optional_secret_env() -> set[str]:
+    """The credential variables whose Secret key may be absent (``secretKeyRef`` ``optional: true``)."""
+    return {setting_env(c.setting) for c in CREDENTIALS if c.optional}
+
+
+def _component_reads(spec: PipelineSpec, component: str, variable: str) -> bool:
     field = variable.removeprefix("SENTIMENT_").lower()
-    return field.startswith(_COMPONENT_SETTINGS[component])
+    return field.startswith(component_prefixes(spec, component))
 
 
 def component_secret_env(spec: PipelineSpec, component: str) -> dict[str, tuple[str, str]]:
     """The credential settings ``component``'s pods get."""
-    return {k: v for k, v in secret_env(spec).items() if _component_reads(component, k)}
+    return {k: v for k, v in secret_env(spec).items() if _component_reads(spec, component, k)}
 
 
 def config_hash(spec: PipelineSpec, component: str) -> str:
     """A digest of every setting ``component`` reads: it changes exactly when those pods must restart."""
-    relevant = {k: v for k, v in worker_settings(spec).items() if _component_reads(component, k)}
+    relevant = {k: v for k, v in worker_settings(spec).items() if _component_reads(spec, component, k)}
     relevant.update({k: "/".join(v) for k, v in component_secret_env(spec, component).items()})
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -280,8 +327,14 @@ def _container(
     ]
     if component == POLLER:  # the key of its cursor and of its single-poller lease
         env.append({"name": setting_env("http_source_name"), "value": owner.name})
+    if _model_cache(spec, component):
+        env.append({"name": MODEL_CACHE_ENV, "value": MODEL_CACHE_DIR})
+    optional = optional_secret_env()
     for variable, (secret, key) in sorted(component_secret_env(spec, component).items()):
-        env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+        ref: dict[str, Any] = {"name": secret, "key": key}
+        if variable in optional:
+            ref["optional"] = True
+        env.append({"name": variable, "valueFrom": {"secretKeyRef": ref}})
     resources = (
         workload.resources.model_dump(exclude_none=True)
         if workload.resources is not None
@@ -295,7 +348,7 @@ def _container(
         "name": component,
         "image": image,
         "imagePullPolicy": workload.image_pull_policy or pull_policy,
-        "command": WORKER_COMMANDS[component],
+        "command": worker_command(spec, component),
         "envFrom": [{"configMapRef": {"name": config_map_name(owner.name)}}],
         "env": env,
         "ports": [{"name": "metrics", "containerPort": spec.metrics.port, "protocol": "TCP"}],
@@ -314,8 +367,19 @@ def _container(
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, the root FS is read-only
             {"name": "cache", "mountPath": CACHE_DIR},
+            *(
+                [{"name": "model-cache", "mountPath": MODEL_CACHE_DIR}]
+                if _model_cache(spec, component)
+                else []
+            ),
         ],
     }
+
+
+def _model_cache(spec: PipelineSpec, component: str) -> bool:
+    """Whether ``component``'s pods get the registry model cache: the inference pods, when the spec names a
+    tracking server (they download ``models:/`` versions into it)."""
+    return component == INFERENCE and spec.model.tracking is not None
 
 
 def build_deployment(
@@ -352,6 +416,10 @@ def build_deployment(
             {"name": "cache", "emptyDir": {"sizeLimit": "4Gi"}},
         ],
     }
+    if _model_cache(spec, component):
+        pod_spec["volumes"].append(
+            {"name": "model-cache", "emptyDir": {"sizeLimit": spec.model.cache_size_limit}}
+        )
     if workload.node_selector:
         pod_spec["nodeSelector"] = dict(workload.node_selector)
     if workload.tolerations:
@@ -439,26 +507,17 @@ def build_children(
     secret_versions: Mapping[str, str] | None = None,
 ) -> list[Manifest]:
     """Every child, in apply order (the ConfigMap before the Deployments that read it)."""
-    image, policy, versions = default_image, default_pull_policy, secret_versions
-    children = [
-        build_config_map(spec, owner),
-        build_deployment(
-            spec, owner, CONSUMER, default_image=image, default_pull_policy=policy, secret_versions=versions
-        ),
-        build_deployment(
-            spec,
-            owner,
-            INFERENCE,
-            default_image=image,
-            default_pull_policy=policy,
-            autoscaled=autoscaled,
-            secret_versions=versions,
-        ),
-    ]
-    if spec.source.kind is SourceKind.HTTP:
+    children = [build_config_map(spec, owner)]
+    for component in worker_components(spec):
         children.append(
             build_deployment(
-                spec, owner, POLLER, default_image=image, default_pull_policy=policy, secret_versions=versions
+                spec,
+                owner,
+                component,
+                default_image=default_image,
+                default_pull_policy=default_pull_policy,
+                autoscaled=autoscaled if component == INFERENCE else None,
+                secret_versions=secret_versions,
             )
         )
     children.append(build_metrics_service(spec, owner))

@@ -108,6 +108,7 @@ async def _check_secrets(
     Also returns each existing Secret's ``resourceVersion``: a changed Secret rolls the pods that read it."""
     problems = []
     versions: dict[str, str] = {}
+    optional = spec.optional_keys()
     for name, keys in spec.secret_refs().items():
         secret = await kube.get(op.api, "v1", "Secret", namespace, name)
         if secret is not None:
@@ -121,10 +122,15 @@ async def _check_secrets(
             )
             continue
         present = set((secret.get("data") or {}).keys()) | set((secret.get("stringData") or {}).keys())
-        missing = [k for k in keys if k not in present]
+        may_lack = optional.get(name, ())
+        missing = [k for k in keys if k not in present and k not in may_lack]
         if missing:
             problems.append(
                 st.Problem("SecretKeyMissing", f"Secret {name!r} lacks key(s) {', '.join(missing)}")
+            )
+        elif may_lack and not present.intersection(may_lack):
+            problems.append(
+                st.Problem("SecretKeyMissing", f"Secret {name!r} has none of the keys {', '.join(may_lack)}")
             )
     return problems, versions
 
@@ -261,25 +267,34 @@ def source_problems(
     return problems
 
 
-async def _remove_poller(
+def removal_reason(spec: PipelineSpec, component: str) -> str:
+    """Why a worker Deployment is not part of ``spec`` (the event's words)."""
+    if component == builders.POLLER:
+        return f"source.kind is {spec.source.kind.value}"
+    return f"mode is {spec.mode.value}"
+
+
+async def _remove_worker(
     op: Operator,
     body: Mapping[str, Any],
     spec: PipelineSpec,
+    component: str,
     generations: dict[str, int],
     *,
     first_pass: bool,
 ) -> st.Problem | None:
-    """A pipeline whose source is no longer http loses its poller Deployment (only ours: by its labels and
-    owner). The API is asked only when a poller may exist: this operator applied one, the status counts one,
-    or this is the operator's first pass over the pipeline (a restart)."""
+    """A worker Deployment the spec no longer runs goes (only ours: by its labels and owner): the poller of a
+    source that is no longer http, the consumer in fused mode. The API is asked only when one may exist: this
+    operator applied one, the status counts one, or this is the operator's first pass over the pipeline (a
+    restart)."""
     meta = body["metadata"]
     namespace, pipeline, uid = meta["namespace"], meta["name"], str(meta["uid"])
-    name = builders.deployment_name(pipeline, builders.POLLER)
+    name = builders.deployment_name(pipeline, component)
     key = f"Deployment/{name}"
     previous = body.get("status") or {}
-    if not (first_pass or key in generations or "pollerDesiredReplicas" in previous):
+    if not (first_pass or key in generations or f"{component}DesiredReplicas" in previous):
         return None
-    labels = {builders.LABEL_PIPELINE: pipeline, builders.LABEL_COMPONENT: builders.POLLER}
+    labels = {builders.LABEL_PIPELINE: pipeline, builders.LABEL_COMPONENT: component}
     try:
         for found in await kube.list_labelled(op.api, "apps/v1", "Deployment", namespace, labels):
             refs = (found.get("metadata") or {}).get("ownerReferences") or []
@@ -291,7 +306,7 @@ async def _remove_poller(
                 _event_body(body),
                 type="Normal",
                 reason="Removed",
-                message=f"Removed Deployment {stale}: source.kind is {spec.source.kind.value}",
+                message=f"Removed Deployment {stale}: {removal_reason(spec, component)}",
             )
     except kube.ApiError as exc:
         return st.Problem("ApplyFailed", f"cannot remove Deployment {name}: {exc}")
@@ -446,8 +461,11 @@ async def _reconcile(
             component = child["metadata"]["labels"][builders.LABEL_COMPONENT]
             rollouts[component] = st.rollout(child_name, child["spec"]["replicas"], stored)
 
-    if spec.source.kind is not SourceKind.HTTP:
-        removal = await _remove_poller(op, body, spec, generations, first_pass=first_pass)
+    running = builders.worker_components(spec)
+    for component in builders.WORKER_COMPONENTS:
+        if component in running:
+            continue
+        removal = await _remove_worker(op, body, spec, component, generations, first_pass=first_pass)
         if removal is not None:
             problems.append(removal)
 

@@ -5,11 +5,14 @@ structural schema can express (types, enums, ranges, patterns, required fields) 
 as these models. Cross-field rules the schema cannot express (autoscaling min <= max, SASL needs a secret,
 source.kind http needs source.http and only it has one) live here and surface as a ``Degraded`` condition with
 the validation message. The HTTP source's defaults and patterns are the poller's own
-(:class:`sentiment_workers.http_source.settings.HttpSourceConfig`).
+(:class:`sentiment_workers.http_source.settings.HttpSourceConfig`); a registry model name follows the
+workers' own pattern (``sentiment_workers.model.source``, which the operator may not import: a test keeps the
+two equal).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -27,6 +30,12 @@ from sentiment_workers.http_source.settings import HttpPaging, HttpSourceConfig
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 MONGO_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$"
+HTTP_URL = r"^https?://[^\s]+$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+"""A positive Kubernetes quantity of bytes as people write them (``512Mi``, ``2Gi``, ``1.5G``)."""
+REGISTRY_PREFIX = "models:/"
+REGISTRY_MODEL = r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$"
+"""A model in an MLflow registry, ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``: the workers' pattern."""
 
 
 class _Model(BaseModel):
@@ -44,6 +53,16 @@ class SecretRef(_Model):
 class State(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
+
+
+class Mode(StrEnum):
+    """How messages get from the topic to the warehouse."""
+
+    LEASE = "lease"
+    """A consumer Deployment stages messages in MongoDB; inference workers lease, classify and write them."""
+    FUSED = "fused"
+    """No consumer: the inference Deployment runs ``infer --fused`` (consume, stage, classify, write, commit
+    the Kafka offsets after the warehouse commit) with the consumer group of ``source.consumerGroup``."""
 
 
 class SourceKind(StrEnum):
@@ -102,7 +121,7 @@ class HttpLanding(_Model):
 class HttpSource(_Model):
     """An HTTP API polled for records. The headers Secret holds key ``headers`` (a JSON object)."""
 
-    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
+    url: str = Field(pattern=HTTP_URL, max_length=2048)
     method: Literal["GET", "POST"] = _http_default("method")
     headers_secret_ref: SecretRef | None = None
     paging: HttpPagingSpec = Field(default_factory=HttpPagingSpec)
@@ -166,13 +185,44 @@ class Sink(_Model):
     secret_ref: SecretRef
 
 
+class ModelTracking(_Model):
+    """The MLflow tracking server that resolves ``models:/`` names. The credentials Secret holds key ``token``
+    (a bearer token), or keys ``username`` and ``password`` (basic auth); every key is optional."""
+
+    uri: str = Field(pattern=HTTP_URL, max_length=2048)
+    credentials_secret_ref: SecretRef | None = None
+
+
 class ModelSpec(_Model):
-    """The transformer: ``default`` (shipped offline), a Hugging Face name, or a path in the image."""
+    """The transformer: ``default`` (shipped offline), a Hugging Face name, a path in the image, or a version
+    in an MLflow model registry (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``; needs ``tracking``)."""
 
     name: str = Field(DEFAULT_MODEL, min_length=1, max_length=512)
     backend: ModelBackend = ModelBackend.ONNX_INT8  # the default (slim) worker image runs this one only
     batch_size: int = Field(32, ge=1, le=1024)
     max_length: int = Field(128, ge=8, le=4096)
+    tracking: ModelTracking | None = None
+    cache_size_limit: str = Field("2Gi", pattern=QUANTITY, max_length=32)
+
+    @property
+    def registry(self) -> bool:
+        """Whether the model comes from an MLflow model registry."""
+        return self.name.startswith(REGISTRY_PREFIX)
+
+    @model_validator(mode="after")
+    def _registry_needs_tracking(self) -> ModelSpec:
+        if not self.registry:
+            return self
+        if re.match(REGISTRY_MODEL, self.name) is None:
+            raise ValueError(
+                f"model.name {self.name!r}: a registry model is models:/NAME@ALIAS or models:/NAME/VERSION"
+            )
+        if self.tracking is None:
+            raise ValueError(
+                f"model.name {self.name} is resolved by an MLflow tracking server: "
+                "set spec.model.tracking.uri (and credentialsSecretRef if the server wants credentials)"
+            )
+        return self
 
 
 class Toleration(_Model):
@@ -238,6 +288,7 @@ class PipelineSpec(_Model):
     """``spec`` of a SentimentPipeline."""
 
     state: State = State.RUNNING
+    mode: Mode = Mode.LEASE
     source: Source
     staging: Staging
     sink: Sink
@@ -273,15 +324,35 @@ class PipelineSpec(_Model):
             refs.setdefault(name, set()).add(key)
         return {name: tuple(sorted(keys)) for name, keys in refs.items()}
 
+    def optional_keys(self) -> dict[str, tuple[str, ...]]:
+        """Referenced Secrets -> the keys they may lack (every credential read from that key is optional);
+        such a Secret must still hold one of them."""
+        keys: dict[tuple[str, str], bool] = {}
+        for credential in CREDENTIALS:
+            ref = self.secret_ref(credential.ref)
+            if ref is not None:
+                at = (ref.name, credential.key)
+                keys[at] = keys.get(at, True) and credential.optional
+        found: dict[str, set[str]] = {}
+        for (name, key), optional in keys.items():
+            if optional:
+                found.setdefault(name, set()).add(key)
+        return {name: tuple(sorted(k)) for name, k in found.items()}
+
 
 @dataclass(frozen=True)
 class Credential:
     """One credential a worker reads, and where it comes from: ``key`` of the Secret that the spec references
     at ``ref`` (camelCase, as written in the CR)."""
 
-    setting: str  # the worker setting: a WorkerConfig field, or http_<field> of HttpSourceConfig
+    setting: (
+        str  # a WorkerConfig field, http_<field> of HttpSourceConfig, or mlflow_* (MLflow's own variables)
+    )
     ref: str
     key: str
+    optional: bool = False
+    """The Secret may lack the key (``secretKeyRef`` with ``optional: true``); it must hold one of its
+    optional keys all the same."""
 
 
 CREDENTIALS = (
@@ -291,6 +362,9 @@ CREDENTIALS = (
     Credential("mysql_user", "sink.secretRef", "username"),
     Credential("mysql_password", "sink.secretRef", "password"),
     Credential("http_headers", "source.http.headersSecretRef", "headers"),
+    Credential("mlflow_tracking_token", "model.tracking.credentialsSecretRef", "token", optional=True),
+    Credential("mlflow_tracking_username", "model.tracking.credentialsSecretRef", "username", optional=True),
+    Credential("mlflow_tracking_password", "model.tracking.credentialsSecretRef", "password", optional=True),
 )
 """The one table of which Secret key feeds which worker setting: the Secret checks, the workers'
 ``secretKeyRef`` entries, the Secret digests that roll pods and the status messages all derive from it."""

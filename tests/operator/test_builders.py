@@ -258,3 +258,155 @@ def test_only_an_http_source_gets_a_poller_and_only_the_poller_its_headers():
     assert config_hash(spec, "poller") != config_hash(after, "poller")
     assert config_hash(spec, CONSUMER) == config_hash(after, CONSUMER)
     assert config_hash(spec, INFERENCE) == config_hash(after, INFERENCE)
+
+
+def _deployments(spec_body: dict) -> dict[str, dict]:
+    children = build_children(parse_spec(spec_body), OWNER, default_image="img")
+    return {
+        c["metadata"]["labels"]["app.kubernetes.io/component"]: c
+        for c in children
+        if c["kind"] == "Deployment"
+    }
+
+
+def _container_of(deployment: dict) -> dict:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_fused_mode_runs_no_consumer_and_inference_consumes_with_the_consumers_settings(monkeypatch):
+    """infer --fused reads the Kafka settings (topic, consumer group, SASL credentials) the consumer read."""
+    source = {
+        **BASE["source"],
+        "consumerGroup": "g",
+        "securityProtocol": "SASL_SSL",
+        "authSecretRef": {"name": "k"},
+    }
+    lease = _deployments({**BASE, "source": source})
+    fused = _deployments({**BASE, "source": source, "mode": "fused"})
+
+    assert sorted(lease) == [CONSUMER, INFERENCE]
+    assert sorted(fused) == [INFERENCE]
+    assert _container_of(lease[INFERENCE])["command"] == ["sentiment-pipeline", "infer"]
+    container = _container_of(fused[INFERENCE])
+    assert container["command"] == ["sentiment-pipeline", "infer", "--fused"]
+    credentials = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
+    }
+    assert credentials == {
+        "SENTIMENT_KAFKA_SASL_USERNAME": {"name": "k", "key": "username"},
+        "SENTIMENT_KAFKA_SASL_PASSWORD": {"name": "k", "key": "password"},
+        "SENTIMENT_MONGO_URI": {"name": "mongo", "key": "uri"},
+        "SENTIMENT_MYSQL_USER": {"name": "mysql", "key": "username"},
+        "SENTIMENT_MYSQL_PASSWORD": {"name": "mysql", "key": "password"},
+    }
+    # The ConfigMap and the credentials, loaded the way the fused worker loads them.
+    spec = parse_spec({**BASE, "source": source, "mode": "fused"})
+    for variable, value in worker_settings(spec).items():
+        monkeypatch.setenv(variable, value)
+    for variable in credentials:
+        monkeypatch.setenv(variable, "from-the-secret")
+    config = WorkerConfig()
+    assert (config.kafka_topic, config.kafka_group_id, config.kafka_bootstrap_servers) == ("t", "g", "k:9092")
+    assert config.kafka_security_protocol == "SASL_SSL" and config.kafka_sasl_username == "from-the-secret"
+    assert (config.mysql_host, config.model_name) == ("db", "default")
+
+
+def test_fused_inference_rolls_when_the_topic_or_the_kafka_secret_changes():
+    fused = parse_spec({**BASE, "mode": "fused"})
+    moved = parse_spec({**BASE, "mode": "fused", "source": {**BASE["source"], "topic": "other"}})
+    assert config_hash(fused, INFERENCE) != config_hash(moved, INFERENCE)
+    assert config_hash(fused, INFERENCE) != config_hash(parse_spec(BASE), INFERENCE)
+    sasl = {**BASE["source"], "securityProtocol": "SASL_PLAINTEXT", "authSecretRef": {"name": "k"}}
+    assert component_secrets(parse_spec({**BASE, "mode": "fused", "source": sasl}), INFERENCE) == [
+        "k",
+        "mongo",
+        "mysql",
+    ]
+    assert component_secrets(parse_spec({**BASE, "source": sasl}), INFERENCE) == ["mongo", "mysql"]
+
+
+def test_fused_mode_keeps_the_poller_of_an_http_source_and_the_autoscaler():
+    spec_body = {
+        **BASE,
+        "mode": "fused",
+        "source": HTTP_SOURCE,
+        "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 3},
+    }
+    assert sorted(_deployments(spec_body)) == [INFERENCE, "poller"]
+    scaled = build_children(parse_spec(spec_body), OWNER, default_image="img", autoscaled=3)
+    (inference,) = [c for c in scaled if c["metadata"]["name"] == "p-inference"]
+    assert inference["spec"]["replicas"] == 3
+
+
+TRACKING = {"uri": "https://mlflow.example:5000", "credentialsSecretRef": {"name": "mlflow"}}
+
+
+def test_a_registry_model_reaches_the_inference_pods_with_its_server_credentials_and_a_cache(monkeypatch):
+    from sentiment_workers.model.source import REGISTRY_CACHE_ENV, registry_cache_dir
+
+    model = {"name": "models:/tweets@champion", "tracking": TRACKING, "cacheSizeLimit": "3Gi"}
+    spec = parse_spec({**BASE, "model": model})
+    deployments = _deployments({**BASE, "model": model})
+    inference, consumer = deployments[INFERENCE], deployments[CONSUMER]
+    container = _container_of(inference)
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+    assert worker_settings(spec)["MLFLOW_TRACKING_URI"] == "https://mlflow.example:5000"
+    assert worker_settings(spec)["SENTIMENT_MODEL_NAME"] == "models:/tweets@champion"
+    # Each key is optional: a Secret with only a token (or only username and password) starts the pods.
+    for variable, key in (
+        ("MLFLOW_TRACKING_TOKEN", "token"),
+        ("MLFLOW_TRACKING_USERNAME", "username"),
+        ("MLFLOW_TRACKING_PASSWORD", "password"),
+    ):
+        assert env[variable] == {"secretKeyRef": {"name": "mlflow", "key": key, "optional": True}}
+    assert env[REGISTRY_CACHE_ENV] == "/model-cache"
+    assert {"name": "model-cache", "mountPath": "/model-cache"} in container["volumeMounts"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = inference["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "model-cache", "emptyDir": {"sizeLimit": "3Gi"}} in volumes
+    monkeypatch.setenv(REGISTRY_CACHE_ENV, env[REGISTRY_CACHE_ENV])
+    assert str(registry_cache_dir()) == "/model-cache", "the workers download into the mounted cache"
+
+    # The consumer reads no model: none of it reaches its pods, nor rolls them.
+    consumer_container = _container_of(consumer)
+    assert not {e["name"] for e in consumer_container["env"]} & {"MLFLOW_TRACKING_TOKEN", REGISTRY_CACHE_ENV}
+    assert config_hash(spec, CONSUMER) == config_hash(parse_spec(BASE), CONSUMER)
+    assert component_secrets(spec, CONSUMER) == ["mongo"]
+    assert component_secrets(spec, INFERENCE) == ["mlflow", "mongo", "mysql"]
+
+
+def test_a_changed_tracking_secret_or_server_rolls_inference_only():
+    spec = parse_spec({**BASE, "model": {"name": "models:/tweets/2", "tracking": TRACKING}})
+
+    def annotations(component: str, **versions: str) -> dict:
+        deployment = build_deployment(
+            spec,
+            OWNER,
+            component,
+            default_image="i",
+            secret_versions={"mongo": "1", "mysql": "1", "mlflow": "1", **versions},
+        )
+        return deployment["spec"]["template"]["metadata"]["annotations"]
+
+    for component, rolls in ((INFERENCE, True), (CONSUMER, False)):
+        before, after = annotations(component), annotations(component, mlflow="2")
+        assert (before[ANNOTATION_SECRETS_VERSION] != after[ANNOTATION_SECRETS_VERSION]) is rolls, component
+    moved = parse_spec(
+        {**BASE, "model": {"name": "models:/tweets/2", "tracking": {**TRACKING, "uri": "http://other:5000"}}}
+    )
+    assert config_hash(spec, INFERENCE) != config_hash(moved, INFERENCE)
+
+
+def test_without_a_tracking_server_nothing_of_mlflow_is_rendered():
+    deployments = _deployments(BASE)
+    for component, deployment in deployments.items():
+        container = _container_of(deployment)
+        names = {e["name"] for e in container["env"]}
+        assert not any(n.startswith("MLFLOW_") or n == "SENTIMENT_MODEL_CACHE_DIR" for n in names), component
+        volumes = [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]]
+        assert volumes == ["tmp", "cache"], component
+    assert not any(k.startswith("MLFLOW_") for k in worker_settings(parse_spec(BASE)))

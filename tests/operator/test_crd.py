@@ -54,6 +54,7 @@ async def test_crd_is_established_with_short_name_status_subresource_and_printer
     assert [c.name for c in version.additional_printer_columns] == [
         "Phase",
         "Ready",
+        "Mode",
         "Consumers",
         "Inference",
         "Model",
@@ -69,7 +70,18 @@ HTTP_SOURCE = {
 }
 
 
-@pytest.mark.parametrize("change", [{}, {"source": HTTP_SOURCE}], ids=["minimal", "http-source"])
+TRACKING = {"uri": "https://mlflow.example", "credentialsSecretRef": {"name": "mlflow"}}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"source": HTTP_SOURCE},
+        {"mode": "fused", "model": {"name": "models:/tweets@champion", "tracking": TRACKING}},
+    ],
+    ids=["minimal", "http-source", "fused-registry-model"],
+)
 async def test_server_fills_the_same_defaults_as_the_operator_spec_model(
     api: client.ApiClient, namespace: str, change: dict[str, Any]
 ):
@@ -116,6 +128,15 @@ def _http(**http: Any) -> dict[str, Any]:
         (_http(timeoutSeconds=601), "spec.source.http.timeoutSeconds"),
         (_http(headersSecretRef={"name": "Not_A_Name"}), "spec.source.http.headersSecretRef.name"),
         (_http(landing={"collection": "1pages"}), "spec.source.http.landing.collection"),
+        ({"mode": "batch"}, "spec.mode"),
+        ({"model": {"tracking": {"uri": "mlflow:5000"}}}, "spec.model.tracking.uri"),
+        ({"model": {"tracking": {"credentialsSecretRef": {"name": "m"}}}}, "spec.model.tracking.uri"),
+        (
+            {"model": {"tracking": {**TRACKING, "credentialsSecretRef": {}}}},
+            "spec.model.tracking.credentialsSecretRef.name",
+        ),
+        ({"model": {"cacheSizeLimit": "lots"}}, "spec.model.cacheSizeLimit"),
+        ({"model": {"cacheSizeLimit": "-1Gi"}}, "spec.model.cacheSizeLimit"),
     ],
 )
 async def test_schema_rejects_invalid_specs_with_the_field_named(
@@ -152,6 +173,16 @@ def test_samples_are_accepted_by_kubectl_apply(cluster):
     for path in sorted(SAMPLES.glob("sentimentpipeline*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             PipelineSpec.model_validate(doc["spec"])
+
+
+def test_urls_and_quantities_follow_the_operators_patterns():
+    from sentiment_operator.spec import HTTP_URL, QUANTITY
+
+    model = _schema()["properties"]["model"]["properties"]
+    assert model["tracking"]["properties"]["uri"]["pattern"] == HTTP_URL
+    assert model["cacheSizeLimit"]["pattern"] == QUANTITY
+    assert _schema()["properties"]["source"]["properties"]["http"]["properties"]["url"]["pattern"] == HTTP_URL
+    assert _schema()["properties"]["mode"]["enum"] == ["lease", "fused"]
 
 
 def test_sql_identifiers_follow_the_one_pattern_the_operator_uses():

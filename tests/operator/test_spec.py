@@ -52,6 +52,7 @@ def test_every_referenced_secret_is_listed_with_the_keys_read_from_it():
 
 
 def test_one_table_says_which_secret_key_feeds_which_worker_setting():
+    from mlflow import environment_variables as mlflow_env
     from sentiment_operator.builders import secret_env, setting_env
     from sentiment_operator.spec import CREDENTIALS, SecretRef
     from sentiment_workers.config import WorkerConfig
@@ -59,10 +60,15 @@ def test_one_table_says_which_secret_key_feeds_which_worker_setting():
 
     http = {"url": "https://api.example/v1", "headersSecretRef": {"name": "api"}}
     source = {**REQUIRED["source"], "securityProtocol": "SASL_SSL", "authSecretRef": {"name": "kafka"}}
-    spec = PipelineSpec.model_validate({**REQUIRED, "source": {**source, "kind": "http", "http": http}})
+    model = {"tracking": {"uri": "https://mlflow.example", "credentialsSecretRef": {"name": "mlflow"}}}
+    spec = PipelineSpec.model_validate(
+        {**REQUIRED, "source": {**source, "kind": "http", "http": http}, "model": model}
+    )
     for credential in CREDENTIALS:
         field = credential.setting
         known = WorkerConfig.model_fields.keys() | {f"http_{f}" for f in HttpSourceConfig.model_fields}
+        # MLflow's own variables, as its client in the inference workers reads them.
+        known |= {name.lower() for name in vars(mlflow_env) if name.startswith("MLFLOW_TRACKING_")}
         assert field in known, credential
         assert isinstance(spec.secret_ref(credential.ref), SecretRef), credential
     # The Secret checks and the workers' secretKeyRef entries are both read off the table.
@@ -93,3 +99,54 @@ def test_the_headers_secret_is_a_credential_of_the_http_source():
     spec = parse_spec({**REQUIRED, "source": {**REQUIRED["source"], "kind": "http", "http": http}})
     assert spec.credentials()["http_headers"] == ("api-headers", "headers")
     assert spec.secret_refs()["api-headers"] == ("headers",)
+
+
+def test_a_registry_model_needs_a_tracking_server():
+    with pytest.raises(InvalidSpec) as raised:
+        parse_spec({**REQUIRED, "model": {"name": "models:/tweets@champion"}})
+    assert str(raised.value) == (
+        "spec.model: model.name models:/tweets@champion is resolved by an MLflow tracking server: "
+        "set spec.model.tracking.uri (and credentialsSecretRef if the server wants credentials)"
+    )
+    with pytest.raises(InvalidSpec, match=r"a registry model is models:/NAME@ALIAS or models:/NAME/VERSION"):
+        parse_spec(
+            {**REQUIRED, "model": {"name": "models:/tweets", "tracking": {"uri": "http://mlflow:5000"}}}
+        )
+    spec = parse_spec(
+        {**REQUIRED, "model": {"name": "models:/tweets/3", "tracking": {"uri": "http://mlflow:5000"}}}
+    )
+    assert spec.model.registry and spec.model.cache_size_limit == "2Gi"
+
+
+def test_the_registry_pattern_is_the_workers_own():
+    """The operator may not import sentiment_workers.model: it keeps a copy of the pattern, equal to it."""
+    from sentiment_operator.spec import REGISTRY_MODEL, REGISTRY_PREFIX
+    from sentiment_workers.model import source
+
+    assert source._REGISTRY_URI.pattern == REGISTRY_MODEL
+    assert REGISTRY_PREFIX == source.REGISTRY_PREFIX
+
+
+def test_the_tracking_credentials_are_optional_keys_of_one_secret():
+    """A Secret with only a token works, as does one with username and password: every key is optional."""
+    model = {"tracking": {"uri": "https://mlflow.example", "credentialsSecretRef": {"name": "mlflow"}}}
+    spec = parse_spec({**REQUIRED, "model": model})
+    assert spec.secret_refs()["mlflow"] == ("password", "token", "username")
+    assert spec.optional_keys() == {"mlflow": ("password", "token", "username")}
+    assert spec.credentials()["mlflow_tracking_token"] == ("mlflow", "token")
+    # The same Secret also read as a required credential (here: the warehouse's) keeps those keys required.
+    shared = parse_spec(
+        {
+            **REQUIRED,
+            "sink": {**REQUIRED["sink"], "secretRef": {"name": "mlflow"}},
+            "model": model,
+        }
+    )
+    assert shared.optional_keys() == {"mlflow": ("token",)}
+
+
+def test_mode_defaults_to_lease_and_takes_fused():
+    assert parse_spec(REQUIRED).mode == "lease"
+    assert parse_spec({**REQUIRED, "mode": "fused"}).mode == "fused"
+    with pytest.raises(InvalidSpec, match=r"spec\.mode"):
+        parse_spec({**REQUIRED, "mode": "batch"})
