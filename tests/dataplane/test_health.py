@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sentiment_workers.health import Heartbeat, readiness, serve
-from sentiment_workers.metrics import PipelineMetrics
+from sentiment_workers.metrics import STORE_FAULT_KINDS, PipelineMetrics
 
 from tests.dataplane.conftest import ROOT, free_port
 
@@ -168,6 +168,32 @@ async def test_a_user_who_may_read_but_not_write_stays_unready_though_the_probe_
         await reader.close()
     assert not ready and reason.startswith("credentials refused: MySQL refused the credentials ("), reason
     assert "1142" in reason and "command denied" in reason
+
+
+def test_a_store_fault_is_one_kind_of_the_one_table_the_operator_reads():
+    """``STORE_FAULT_KINDS`` is the table of ``sentiment_store_error``'s ``kind`` (the HTTP source's
+    ``rejected`` included): every kind is exported for a store, 1 only for its current fault; a kind outside
+    the table is a programming error, not a new series the operator would not read."""
+    metrics = PipelineMetrics(CollectorRegistry())
+    metrics.store_failed("http", "rejected", "the API rejected the request: HTTP 404")
+
+    def kinds(store: str) -> dict[str, float | None]:
+        return {
+            kind: metrics.registry.get_sample_value("sentiment_store_error", {"store": store, "kind": kind})
+            for kind in STORE_FAULT_KINDS
+        }
+
+    assert STORE_FAULT_KINDS == ("unreachable", "auth", "rejected")
+    assert metrics.store_fault("http") == "rejected"
+    assert kinds("http") == {"unreachable": 0, "auth": 0, "rejected": 1}
+    metrics.store_failed("http", "auth", "the API refused the credentials: HTTP 401")
+    assert kinds("http") == {"unreachable": 0, "auth": 1, "rejected": 0}
+    metrics.store_reached("http")
+    assert metrics.store_fault("http") is None
+    assert kinds("http") == {"unreachable": 0, "auth": 0, "rejected": 0}
+    with pytest.raises(ValueError, match="unknown store fault kind 'timeout'"):
+        metrics.store_failed("mongo", "timeout", "MongoDB timed out")
+    assert metrics.store_fault("mongo") is None
 
 
 def test_a_probe_does_not_clear_rights_a_real_call_was_refused_until_a_call_succeeds():

@@ -13,9 +13,22 @@ from sentiment_workers.config import BACKLOG_METRIC, STORE_ERROR_METRIC, STORE_U
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-STORE_FAULT_KINDS = ("unreachable", "auth")
-"""Why a worker cannot use a store: ``unreachable`` (no answer, connection lost: it comes back by itself)
-or ``auth`` (the store refused the credentials or their rights: a wrong Secret, fixed by a person)."""
+UNREACHABLE = "unreachable"
+AUTH = "auth"
+REJECTED = "rejected"
+STORE_FAULT_KINDS = (UNREACHABLE, AUTH, REJECTED)
+"""Why a worker cannot use a store: the values of the label ``kind`` of ``sentiment_store_error``, the one
+table every worker writes and the operator reads (``operator/sentiment_operator/backlog.py``: ``auth`` is
+reported as ``StoreAuthFailed``, ``rejected`` apart, anything else as unreachable):
+
+- ``unreachable``: no answer, connection lost, timeouts (it comes back by itself);
+- ``auth``: the store refused the credentials or their rights (a wrong Secret, fixed by a person);
+- ``rejected``: the store answers but refuses the requests as they are made (the HTTP source's API: a 4xx
+  other than 401/403, or a page the settings cannot read; fixed by a person). Kafka, MongoDB and MySQL never
+  report it: a message they refuse is dead-lettered alone, which is not a fault of the store.
+
+Every kind is exported for every store a worker uses (0, or 1 for the current fault), so a query for one kind
+finds a series whatever the store."""
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -92,8 +105,8 @@ class PipelineMetrics:
         )
         self.store_error = Gauge(
             STORE_ERROR_METRIC,
-            "1 for the kind of the last failure to use the store (unreachable, auth: credentials or rights "
-            "refused) while sentiment_store_up is 0, else 0.",
+            "1 for the kind of the last failure to use the store (unreachable; auth: credentials or rights "
+            "refused; rejected: requests refused) while sentiment_store_up is 0, else 0.",
             ["store", "kind"],
             registry=r,
         )
@@ -119,11 +132,13 @@ class PipelineMetrics:
         self.store_faults.pop(store, None)
 
     def store_failed(self, store: str, kind: str, message: str, *, probe: bool = False) -> None:
-        """The worker could not use ``store``, because of ``kind`` (see :data:`STORE_FAULT_KINDS`)."""
+        """The worker could not use ``store``, because of ``kind`` (one of :data:`STORE_FAULT_KINDS`)."""
+        if kind not in STORE_FAULT_KINDS:
+            raise ValueError(f"unknown store fault kind {kind!r} (known: {', '.join(STORE_FAULT_KINDS)})")
         if probe and store in self.refused_calls:
             return  # the call's refusal stays the reason until a call succeeds
         if not probe:
-            (self.refused_calls.add if kind == "auth" else self.refused_calls.discard)(store)
+            (self.refused_calls.add if kind == AUTH else self.refused_calls.discard)(store)
         self.store_up.labels(store).set(0)
         for each in STORE_FAULT_KINDS:
             self.store_error.labels(store, each).set(1 if each == kind else 0)

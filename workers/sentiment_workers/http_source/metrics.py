@@ -1,8 +1,9 @@
 """Prometheus metrics of the HTTP poller, and how it records the API's health for the operator.
 
 The API is the store ``http`` of ``sentiment_store_up``/``sentiment_store_error`` (see
-:data:`sentiment_workers.http_source.settings.HTTP_STORE`): ``auth`` (401/403), ``rejected`` (another 4xx, or
-a 2xx page the configuration cannot read), ``unreachable`` (connections, timeouts, 5xx after retries).
+:data:`sentiment_workers.http_source.settings.HTTP_STORE`), with the kinds of
+:data:`sentiment_workers.metrics.STORE_FAULT_KINDS`: ``auth`` (401/403), ``rejected`` (another 4xx, or a 2xx
+page the configuration cannot read), ``unreachable`` (connections, timeouts, 5xx after retries).
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import weakref
 
 from prometheus_client import CollectorRegistry, Counter
 
-from sentiment_workers.http_source.client import REJECTED, SourceError
+from sentiment_workers.http_source.client import SourceError
 from sentiment_workers.http_source.settings import HTTP_STORE
-from sentiment_workers.metrics import STORE_FAULT_KINDS, PipelineMetrics
-
-HTTP_FAULT_KINDS = (*STORE_FAULT_KINDS, REJECTED)
+from sentiment_workers.metrics import PipelineMetrics
 
 
 class PollerMetrics:
@@ -54,22 +53,13 @@ def poller_metrics(metrics: PipelineMetrics) -> PollerMetrics:
 def api_reached(metrics: PipelineMetrics) -> None:
     """The API served a page."""
     metrics.store_reached(HTTP_STORE)
-    metrics.store_error.labels(HTTP_STORE, REJECTED).set(0)
 
 
 def api_failed(metrics: PipelineMetrics, error: SourceError) -> None:
     """The API could not give a page, because of ``error.kind``."""
     metrics.store_failed(HTTP_STORE, error.kind, str(error))
-    for kind in HTTP_FAULT_KINDS:
-        metrics.store_error.labels(HTTP_STORE, kind).set(1 if kind == error.kind else 0)
 
 
 def api_fault(metrics: PipelineMetrics) -> str | None:
     """The kind of the API's current fault (None while it serves pages or was never asked)."""
-    for kind in HTTP_FAULT_KINDS:
-        if (
-            metrics.registry.get_sample_value("sentiment_store_error", {"store": HTTP_STORE, "kind": kind})
-            == 1
-        ):
-            return kind
-    return None
+    return metrics.store_fault(HTTP_STORE)
