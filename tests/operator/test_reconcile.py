@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
@@ -464,9 +465,11 @@ async def test_operator_restart_neither_duplicates_nor_replaces_children(api, na
     assert status["type"] == "Progressing"
 
 
-async def test_inference_scales_with_the_backlog_the_workers_export(api, namespace, run_operator):
+@pytest.mark.parametrize("mode", ["lease", "fused"])
+async def test_inference_scales_with_the_backlog_the_workers_export(api, namespace, run_operator, mode):
     """The autoscaler scrapes the pods behind the metrics Service. This test plays the endpoints controller
-    (no controller-manager here): it points the Service's Endpoints at a real Prometheus exporter."""
+    (no controller-manager here): it points the Service's Endpoints at a real Prometheus exporter. In fused
+    mode the inference pods export the consumer group's Kafka lag as that backlog, and are scaled the same."""
     await create_secrets(api, namespace, "a")
     registry = CollectorRegistry()
     backlog = Gauge("sentiment_inference_backlog_messages", "pending staged messages", registry=registry)
@@ -493,7 +496,8 @@ async def test_inference_scales_with_the_backlog_the_workers_export(api, namespa
                 "maxReplicas": 5,
                 "targetBacklogPerReplica": 100,
                 "scaleDownStabilizationSeconds": 0,
-            }
+            },
+            "mode": mode,
         }
         with run_operator(namespace):
             await _create(api, namespace, pipeline("a", namespace, **spec))
