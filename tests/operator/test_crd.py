@@ -167,8 +167,11 @@ def test_samples_are_accepted_by_kubectl_apply(cluster):
     assert "sentimentpipeline.sentiment.io/tweets created" in out
     assert "sentimentpipeline.sentiment.io/minimal created" in out
     assert "sentimentpipeline.sentiment.io/posts created" in out
+    assert "sentimentpipeline.sentiment.io/registry created" in out
+    assert "sentimentpipeline.sentiment.io/fused created" in out
     listed = kubectl(cluster.admin_kubeconfig, "-n", "sentiment", "get", "sp", "-o", "name")
-    assert set(listed.split()) == {f"sentimentpipeline.{GROUP}/{n}" for n in ("tweets", "minimal", "posts")}
+    names = ("tweets", "minimal", "posts", "registry", "fused")
+    assert set(listed.split()) == {f"sentimentpipeline.{GROUP}/{n}" for n in names}
     # Every sample is also a valid operator spec.
     for path in sorted(SAMPLES.glob("sentimentpipeline*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
