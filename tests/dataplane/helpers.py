@@ -29,11 +29,21 @@ async def create_topic(config: WorkerConfig, partitions: int = 3) -> None:
         await admin.close()
 
 
-async def produce(config: WorkerConfig, messages: Iterable[dict[str, Any] | bytes], rate: float = 0) -> int:
+async def produce(
+    config: WorkerConfig,
+    messages: Iterable[dict[str, Any] | bytes],
+    rate: float = 0,
+    *,
+    concurrency: int = 32,
+) -> int:
+    """Send ``messages`` to the config's topic; ``concurrency=1`` waits for each acknowledgement before the
+    next send (one record per producer batch)."""
     producer = create_producer(config)
     await producer.start()
     try:
-        return await send_messages(producer, config.kafka_topic, list(messages), rate=rate, concurrency=32)
+        return await send_messages(
+            producer, config.kafka_topic, list(messages), rate=rate, concurrency=concurrency
+        )
     finally:
         await producer.stop()
 

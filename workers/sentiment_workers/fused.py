@@ -19,59 +19,38 @@ lives) expires, and any worker (fused or lease) releases its documents to the le
 that kills workers (``too_many_attempts``). The redelivered records find their ids staged and are skipped.
 The lease path (``InferenceWorker``'s claim loop) also runs here, polling less often, for replays, released
 batches and backfills staged by the plain consumer.
+
+The backlog gauge (:meth:`FusedWorker.backlog`) is what the group has left: its Kafka lag over every partition
+plus the documents pending for the lease path; parsing and staging are :mod:`sentiment_workers.intake`'s, the
+group's plumbing :mod:`sentiment_workers.kafka_group`'s, classifying and writing the inference worker's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from sentiment_workers.adapters import mongo, mysql
+from sentiment_workers import intake, kafka_group
+from sentiment_workers.adapters import mongo
 from sentiment_workers.adapters.kafka import create_consumer
 from sentiment_workers.adapters.mongo import Claim, StagingStore
 from sentiment_workers.adapters.mysql import Warehouse
 from sentiment_workers.config import WorkerConfig
-from sentiment_workers.consumer import Batch
-from sentiment_workers.inference import InferenceWorker
-from sentiment_workers.isolation import describe, write_isolating
+from sentiment_workers.inference import InferenceWorker, connect_stores
+from sentiment_workers.intake import Batch
+from sentiment_workers.kafka_group import DrainOnRevoke, GroupLag
 from sentiment_workers.logging import get_logger
-from sentiment_workers.messages import (
-    DeadLetterReason,
-    Rejected,
-    SourceRecord,
-    StagedMessage,
-    parse_record,
-    utcnow,
-)
+from sentiment_workers.messages import utcnow
 from sentiment_workers.metrics import PipelineMetrics
 from sentiment_workers.model import SentimentClassifier
-from sentiment_workers.retry import with_retries
 
 log = get_logger("fused")
-REVOKE_DRAIN_TIMEOUT_S = 30.0
 REPLAY_POLL_S = 2.0
 """How often the lease path looks for claimable documents in a fused worker (replays, released batches)."""
-
-
-class _DrainOnRevoke(ConsumerRebalanceListener):
-    """Before partitions are taken away, finish (write, complete, commit) the batches in flight."""
-
-    def __init__(self, fused: FusedWorker) -> None:
-        self.fused = fused
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        if revoked and self.fused.offsets:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.fused.settled.wait(), REVOKE_DRAIN_TIMEOUT_S)
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        log.info("partitions assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
 
 
 class FusedWorker:
@@ -98,6 +77,8 @@ class FusedWorker:
         )
         self.worker.after_write = self._committed
         self.worker.claim_poll_seconds = max(config.poll_interval_seconds, REPLAY_POLL_S)
+        self.worker.backlog = self.backlog
+        self._lag: GroupLag | None = None
         self.batch_size = self.worker.claim_size
         self.kafka_overrides = kafka_overrides or {}
         self.offsets: dict[str, dict[TopicPartition, int]] = {}
@@ -123,9 +104,10 @@ class FusedWorker:
         mirrored = asyncio.create_task(mirror())
         await self.worker.prepare()
         consumer = create_consumer(self.config, **self.kafka_overrides)
-        consumer.subscribe([self.config.kafka_topic], listener=_DrainOnRevoke(self))
+        consumer.subscribe([self.config.kafka_topic], listener=DrainOnRevoke(self.settled.wait))
         await consumer.start()
         self._consumer = consumer
+        self._lag = GroupLag(self.config, consumer)
         log.info("fused worker started", topic=self.config.kafka_topic, group=self.config.kafka_group_id)
 
         async def feed(out: asyncio.Queue[Claim | None]) -> None:
@@ -139,9 +121,22 @@ class FusedWorker:
             await self.worker.run(done, feeder=feed)
         finally:
             mirrored.cancel()
+            await self._lag.close()
             await consumer.stop()  # leaves the group
-            self._consumer = None
+            self._consumer, self._lag = None, None
             log.info("fused worker stopped", batches=self.committed_batches, classified=self.classified)
+
+    async def backlog(self) -> int:
+        """What this worker has left to classify, as every fused worker of the group reports it
+        (``sentiment_inference_backlog_messages``): the group's Kafka lag over all partitions (records not
+        fetched yet, and fetched ones whose batch is not committed: staged, classified or written) plus the
+        staged documents waiting for the lease path (released batches, replays, backfills of a plain
+        consumer), which its claim loop also classifies."""
+        if self._lag is None:
+            raise RuntimeError("the fused worker is not consuming")
+        lag = await self._lag.read()
+        pending = await self.store.messages.count_documents({"status": mongo.PENDING})
+        return lag + pending
 
     async def _fetch_loop(
         self,
@@ -156,11 +151,11 @@ class FusedWorker:
                 await asyncio.sleep(self.config.poll_interval_seconds)
                 continue
             batch = await consumer.getmany(timeout_ms=500, max_records=self.batch_size)
-            await self._observe_lag(consumer)
+            await kafka_group.observe_lag(consumer, self.metrics)
             if batch:
                 last_record_at = time.monotonic()
                 claim = await self.stage(batch)
-                self.offsets[claim.token] = {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs}
+                self.offsets[claim.token] = kafka_group.batch_offsets(batch)
                 self.settled.clear()
                 self.worker.track(claim)
                 await out.put(claim)
@@ -171,73 +166,34 @@ class FusedWorker:
                     return
                 last_record_at = time.monotonic()
 
-    async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            with contextlib.suppress(KafkaError, AssertionError):
-                position = await consumer.position(tp)
-                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
-                    max(highwater - position, 0)
-                )
-
     async def stage(self, batch: Batch) -> Claim:
         """Validate a fetched batch, dead-letter its rejects and stage the rest as one fused batch."""
-        good: list[StagedMessage] = []
-        bad: list[Rejected] = []
-        for tp, records in batch.items():
-            self.metrics.messages_consumed.labels(tp.topic).inc(len(records))
-            for rec in records:
-                source = SourceRecord(tp.topic, tp.partition, rec.offset, rec.key, rec.value, rec.timestamp)
-                parsed = parse_record(source, max_bytes=self.config.max_message_bytes)
-                (good if isinstance(parsed, StagedMessage) else bad).append(parsed)  # type: ignore[arg-type]
-        self.metrics.batch_size.labels("consume").observe(len(good) + len(bad))
+        good, bad = intake.parse_batch(batch, self.metrics, max_bytes=self.config.max_message_bytes)
         ingest_ts = utcnow()
         owner, lease = self.worker.owner, self.config.lease_seconds
-        staged = await write_isolating(
-            good,
-            lambda part: self._mongo(lambda: self.store.stage_batch(part, owner, lease, ingest_ts)),
-            is_rejection=mongo.is_rejection,
+        staged = await intake.stage_isolating(
+            good, lambda part: self._mongo(lambda: self.store.stage_batch(part, owner, lease, ingest_ts)), bad
         )
-        for message, exc in staged.rejected:
-            bad.append(Rejected(DeadLetterReason.STORE_REJECTED, describe("mongo", exc), message.source))
-        if bad:
-            result = await self._mongo(lambda: self.store.stage([], bad, ingest_ts))
-            for reason, n in result.dead_lettered.items():
-                self.metrics.messages_dead_lettered.labels("consume", reason).inc(n)
-            for r in bad:
-                log.warning(
-                    "message dead-lettered",
-                    reason=r.reason.value,
-                    detail=r.detail[:200],
-                    topic=r.source.topic,
-                    partition=r.source.partition,
-                    offset=r.source.offset,
-                )
+        await intake.dead_letter(self.store, bad, ingest_ts, self.metrics)
         self.metrics.messages_staged.inc(sum(r.staged for _, r in staged.results))
         # One claim for the whole fetched batch; its documents name their batch document (several when a
         # message Mongo refused split it), which the write completes.
         documents = [doc for claim, _ in staged.results for doc in claim.documents]
-        token = uuid.uuid4().hex
         self.metrics.batch_size.labels("infer").observe(len(documents))
-        return Claim(token=token, owner=owner, expires=utcnow(), documents=documents, batch=True)
+        return Claim(token=uuid.uuid4().hex, owner=owner, expires=utcnow(), documents=documents, batch=True)
 
     async def _committed(self, claim: Claim) -> None:
         """After a batch is written and completed: commit its offsets (in fetch order)."""
         offsets = self.offsets.pop(claim.token, None)
         if not self.offsets:
             self.settled.set()
-        if not offsets or self._consumer is None:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except KafkaError as exc:
-            # Partitions moved: the next owner re-reads them, finds the ids staged and skips them.
-            log.warning("offset commit failed; records will be redelivered", error=str(exc)[:300])
-            return
-        self.committed_batches += 1
-        self.metrics.offsets_committed.inc()
+        # Refused when partitions moved: the next owner re-reads them, finds the ids staged and skips them.
+        if (
+            offsets
+            and self._consumer is not None
+            and await kafka_group.commit(self._consumer, offsets, self.metrics)
+        ):
+            self.committed_batches += 1
 
     async def _mongo(self, operation: Any) -> Any:
         return await mongo.retrying(operation, self.metrics)
@@ -255,15 +211,7 @@ async def run_fused(
 ) -> int:
     """Connect to Kafka, Mongo and MySQL from ``config`` and run fused until stopped; returns texts
     classified."""
-    store = StagingStore.from_config(config)
-    warehouse = await with_retries(
-        lambda: Warehouse.connect(config),
-        store="mysql",
-        is_transient=mysql.is_transient,
-        is_auth_error=mysql.is_auth_error,
-        metrics=metrics,
-    )
-    try:
+    async with connect_stores(config, metrics) as (store, warehouse):
         worker = FusedWorker(
             config,
             store,
@@ -275,6 +223,3 @@ async def run_fused(
         )
         await worker.run(stop, exit_when_idle=exit_when_idle)
         return worker.classified
-    finally:
-        store.close()
-        await warehouse.close()

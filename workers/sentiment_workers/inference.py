@@ -24,7 +24,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +37,12 @@ from sentiment_workers.logging import get_logger
 from sentiment_workers.messages import DeadLetterReason, utcnow
 from sentiment_workers.metrics import PipelineMetrics
 from sentiment_workers.model import Prediction, SentimentClassifier
-from sentiment_workers.retry import with_retries
 
 log = get_logger("inference")
 BACKLOG_REFRESH_S = 5.0
+"""How often the backlog gauge is read (and, with the same cadence, expired fused batches released)."""
+BACKLOG_READ_TIMEOUT_S = 15.0
+"""A backlog read that takes longer fails: the gauge keeps its last value."""
 DEFAULT_MAX_ATTEMPTS = 3
 """Claims of a document ALONE that may end without a result (its worker died) before it is dead-lettered."""
 
@@ -82,7 +84,11 @@ class InferenceWorker:
         self.claim_size = claim_size or config.model_batch_size * 4
         self.max_attempts = max_attempts
         self.classified = 0
-        self._backlog_at = 0.0
+        self.backlog: Callable[[], Awaitable[int]] = store.count_backlog
+        """What ``sentiment_inference_backlog_messages`` reports, read every ``backlog_refresh_seconds``: the
+        staged messages not classified yet (:meth:`StagingStore.count_backlog`). A fused worker puts its own
+        here (its group's Kafka lag plus the staged messages waiting for the lease path)."""
+        self.backlog_refresh_seconds = BACKLOG_REFRESH_S
         self._leases: set[str] = set()
         """Tokens of the claims taken and not yet written: their leases are renewed while the worker lives,
         and a claim of suspects is only taken when there is none."""
@@ -131,11 +137,14 @@ class InferenceWorker:
             asyncio.create_task(self._predict_loop(to_predict, to_write, len(sources)), name="predict"),
             asyncio.create_task(self._write_loop(to_write), name="write"),
         ]
-        renewer = asyncio.create_task(self._renew_loop(), name="renew")
+        background = [
+            asyncio.create_task(self._renew_loop(), name="renew"),
+            asyncio.create_task(self._backlog_loop(), name="backlog"),
+        ]
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in [*tasks, renewer]:
+            for task in [*tasks, *background]:
                 task.cancel()
         log.info("inference worker stopped", classified=self.classified)
 
@@ -146,7 +155,6 @@ class InferenceWorker:
     ) -> None:
         idle_since: float | None = None
         while not stop.is_set():
-            await self._refresh_backlog()
             await self._release_expired_batches()
             exclusive = not self._leases
             claim = await self._mongo(
@@ -196,10 +204,27 @@ class InferenceWorker:
                 except Exception as exc:  # not transient: the lease may expire, the claim is then redone
                     log.warning("lease renewal failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
-    async def _refresh_backlog(self) -> None:
-        if time.monotonic() - self._backlog_at >= BACKLOG_REFRESH_S:
-            self._backlog_at = time.monotonic()
-            self.metrics.pending_backlog.set(await self._mongo(self.store.count_backlog))
+    async def _backlog_loop(self) -> None:
+        """Set the backlog gauge from :attr:`backlog` every ``backlog_refresh_seconds``, in its own task (a
+        claim loop waiting on the model does not hold it back). A read that fails or hangs leaves the last
+        value and is logged once, until a read works again: the gauge never stops the worker."""
+        failing = False
+        while True:
+            try:
+                value = await asyncio.wait_for(self.backlog(), BACKLOG_READ_TIMEOUT_S)
+            except Exception as exc:
+                if not failing:
+                    log.warning(
+                        "backlog not read; the gauge keeps its last value",
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                    )
+                failing = True
+            else:
+                if failing:
+                    log.info("backlog read again", backlog=value)
+                failing = False
+                self.metrics.pending_backlog.set(value)
+            await asyncio.sleep(self.backlog_refresh_seconds)
 
     async def _release_expired_batches(self) -> None:
         """Every few seconds: the documents of fused batches whose worker died go back to the lease path."""
@@ -404,6 +429,23 @@ def _done_fields(row: WarehouseRow) -> dict[str, Any]:
     return fields
 
 
+@contextlib.asynccontextmanager
+async def connect_stores(
+    config: WorkerConfig, metrics: PipelineMetrics
+) -> AsyncIterator[tuple[StagingStore, Warehouse]]:
+    """The staging store and the warehouse of ``config`` (MySQL connected with the data plane's retries),
+    closed on exit."""
+    store = StagingStore.from_config(config)
+    try:
+        warehouse = await mysql.retrying(lambda: Warehouse.connect(config), metrics)
+        try:
+            yield store, warehouse
+        finally:
+            await warehouse.close()
+    finally:
+        store.close()
+
+
 async def run_inference(
     config: WorkerConfig,
     stop: asyncio.Event,
@@ -414,18 +456,7 @@ async def run_inference(
     exit_when_idle: float | None = None,
 ) -> int:
     """Connect to Mongo and MySQL from ``config`` and classify until stopped; returns texts classified."""
-    store = StagingStore.from_config(config)
-    warehouse = await with_retries(
-        lambda: Warehouse.connect(config),
-        store="mysql",
-        is_transient=mysql.is_transient,
-        is_auth_error=mysql.is_auth_error,
-        metrics=metrics,
-    )
-    try:
+    async with connect_stores(config, metrics) as (store, warehouse):
         worker = InferenceWorker(config, store, warehouse, classifier, metrics, claim_size=claim_size)
         await worker.run(stop, exit_when_idle=exit_when_idle)
         return worker.classified
-    finally:
-        store.close()
-        await warehouse.close()

@@ -76,7 +76,10 @@ class PipelineMetrics:
         )
         self.pending_backlog = Gauge(
             BACKLOG_METRIC,
-            "Staged messages not yet classified (pending or leased).",
+            "Messages left to classify, the same for every inference pod of a pipeline. Lease mode: staged "
+            "messages not classified yet (pending or leased, and those of open fused batches). Fused mode: "
+            "the consumer group's Kafka lag over all partitions plus staged messages pending for the lease "
+            "path.",
             registry=r,
         )
         self.consumer_lag = Gauge(
