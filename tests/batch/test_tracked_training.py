@@ -238,3 +238,62 @@ def test_a_tracked_fine_tune_is_registered_and_served_on_a_transformer_backend(
     assert classifier.labels == ["ham", "spam"] and classifier.backend == "onnx-int8"
     assert classifier.model_id.startswith("spam-finetuned-v1@")
     assert {p.label for p in classifier.predict([SPAMMY, HAMMY])} <= {"ham", "spam"}
+    # The onnx-int8 export was made at training time and registered with the model: loading it exported
+    # nothing into the cache.
+    assert metrics["training"]["onnx_int8"].startswith("onnx/")
+    assert not list((tmp_path / "onnx-cache").rglob("*.onnx"))
+
+
+def test_a_registered_fine_tune_is_served_by_the_slim_image_runtime(
+    tracking: str, spam_csv: Path, tmp_path: Path
+) -> None:
+    """The slim worker image has no torch and no transformers, so it cannot export a model to ONNX: a
+    registered fine-tune serves there only because training baked its onnx-int8 export into the model."""
+    from sentiment_workers.model.testing import build_tiny_model
+    from sentiment_workers.training.settings import TrainingSettings
+
+    base = build_tiny_model(tmp_path / "tiny-base")
+    settings = TaskSettings(
+        data=str(spam_csv),
+        task="spam-finetuned-slim",
+        kind="finetune",
+        finetune=TrainingSettings(base_model=str(base), per_class=16, batch_size=8, max_length=32, threads=1),
+    )
+    run_task(settings, tmp_path / "ft")
+
+    # As the slim image runs: torch and transformers unimportable.
+    slim = (
+        "import sys\nsys.modules.update(torch=None, transformers=None)\n"
+        "from sentiment_workers.cli import main\nmain()\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            slim,
+            "classify",
+            "--model",
+            "models:/spam-finetuned-slim@champion",
+            "--backend",
+            "onnx-int8",
+            "--max-length",
+            "32",
+        ],
+        input=f"{SPAMMY}\n{HAMMY}\n",
+        env={
+            **os.environ,
+            "SENTIMENT_MODEL_CACHE_DIR": str(tmp_path / "model-cache"),
+            "SENTIMENT_ONNX_CACHE_DIR": str(tmp_path / "onnx-cache"),
+            "SENTIMENT_LOG_LEVEL": "WARNING",
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [line["text"] for line in lines] == [SPAMMY, HAMMY]
+    assert {line["label"] for line in lines} <= {"ham", "spam"}
+    assert not list((tmp_path / "onnx-cache").rglob("*.onnx"))

@@ -71,6 +71,17 @@ def capped_per_label(examples: list[Example], cap: int, seed: int) -> list[Examp
     return chosen
 
 
+def bake_onnx_int8(model_dir: Path) -> Path:
+    """Export and quantize a fine-tuned model for the onnx-int8 backend into ``<model_dir>/onnx/`` (as
+    ``python -m sentiment_workers.model.prepare --into-model-dir`` does for the shipped model): the runtime
+    finds it there before any cache, so the slim worker image, which has no torch to export with, serves the
+    model (also as a registered version, whose files are these)."""
+    from sentiment_workers.model.onnx_backend import ensure_onnx_int8
+    from sentiment_workers.model.source import resolve_model
+
+    return ensure_onnx_int8(resolve_model(str(model_dir)), cache_root=model_dir / "onnx")
+
+
 def run_task(settings: TaskSettings, output_dir: Path) -> dict[str, Any]:
     """Train and evaluate; write the model, ``metrics.json``, ``training_args.json`` and the confusion matrix
     plot to ``output_dir``; with ``MLFLOW_TRACKING_URI`` log the run and register the model under the task's
@@ -114,6 +125,7 @@ def run_task(settings: TaskSettings, output_dir: Path) -> dict[str, Any]:
 
         train = capped_per_label(split.train, settings.finetune.per_class, settings.seed)
         summary = fine_tune(train, settings.finetune, output_dir, log=log.info, labels=labels)
+        summary["onnx_int8"] = str(bake_onnx_int8(output_dir).relative_to(output_dir))
         backend, max_length = "torch", settings.finetune.max_length
         batch = settings.finetune.eval_batch_size
     summary["train_seconds"] = round(time.perf_counter() - started, 1)
