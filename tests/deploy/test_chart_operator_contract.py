@@ -162,7 +162,7 @@ def test_samples_point_at_services_and_secrets_the_chart_creates(render: Render)
         for doc in yaml.safe_load_all(path.read_text())
         if doc and doc["kind"] == "SentimentPipeline"
     ]
-    assert len(pipelines) == 3  # minimal, full, HTTP source
+    assert len(pipelines) == 5  # minimal, full, HTTP source, fused, MLflow registry model
     for doc in pipelines:
         name = doc["metadata"]["name"]
         assert doc["metadata"]["namespace"] == SAMPLE_NAMESPACE

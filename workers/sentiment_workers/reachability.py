@@ -122,19 +122,25 @@ async def consumer_probes(config: WorkerConfig) -> AsyncIterator[dict[str, Store
 
 
 @contextlib.asynccontextmanager
-async def inference_probes(config: WorkerConfig) -> AsyncIterator[dict[str, StoreProbe]]:
-    """The inference worker's stores: MongoDB (staging) and MySQL (``SELECT 1`` as the warehouse user)."""
-    from sentiment_workers.adapters import mongo, mysql
+async def inference_probes(
+    config: WorkerConfig, *, fused: bool = False
+) -> AsyncIterator[dict[str, StoreProbe]]:
+    """The inference worker's stores: MongoDB (staging) and MySQL (``SELECT 1`` as the warehouse user); in
+    fused mode (``infer --fused``, which consumes the topic itself) Kafka too, as the consumer probes it."""
+    from sentiment_workers.adapters import kafka, mongo, mysql
     from sentiment_workers.adapters.mongo import StagingStore
     from sentiment_workers.adapters.mysql import Warehouse
 
     store = StagingStore.from_config(config)
     warehouse = await Warehouse.connect(config, maxsize=1)  # connects lazily: never fails here
     try:
-        yield {
+        probes = {
             "mongo": StoreProbe(store.ping, mongo.is_auth_error),
             "mysql": StoreProbe(warehouse.ping, mysql.is_auth_error),
         }
+        if fused:
+            probes = {"kafka": StoreProbe(lambda: kafka.ping(config), kafka.is_auth_error), **probes}
+        yield probes
     finally:
         store.close()
         await warehouse.close()

@@ -77,7 +77,7 @@ def infer(
             raise typer.Exit(EXIT_BACKEND_UNAVAILABLE) from None
         # Probed only once the model is loaded: /readyz stays "starting" until then.
         async with (
-            inference_probes(config) as probes,
+            inference_probes(config, fused=fused) as probes,
             watching(
                 probes,
                 metrics,
