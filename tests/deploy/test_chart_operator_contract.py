@@ -141,6 +141,21 @@ def test_extra_spec_overrides_reach_the_pipeline_and_stay_valid(render: Render) 
     assert spec.source.topic == "messages"  # untouched defaults survive the merge
 
 
+def test_pipeline_mode_reaches_the_pipelines_spec(
+    render: Render,
+) -> None:
+    """`pipeline.mode` is the spec's mode: lease by default (consumer + inference), fused on request
+    (tests/operator/test_fused_mode.py: what the operator runs then); anything else is refused by the
+    schema."""
+    default = parse_spec(_component(render(), "SentimentPipeline", "pipeline")["spec"])
+    assert default.mode == "lease"
+    fused = parse_spec(_component(render("pipeline.mode=fused"), "SentimentPipeline", "pipeline")["spec"])
+    assert fused.mode == "fused"
+    with pytest.raises(HelmFailed) as failure:
+        render("pipeline.mode=batch")
+    assert "pipeline.mode" in failure.value.stderr
+
+
 SAMPLES = REPO / "k8s-manifests" / "samples"
 # The install the samples (and the README's quick start) are written for.
 SAMPLE_RELEASE, SAMPLE_NAMESPACE = "sentiment-pipeline", "sentiment"
