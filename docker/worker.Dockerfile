@@ -3,8 +3,11 @@
 # two variants (build targets) of this one Dockerfile:
 #
 #   slim  (default, the last stage): the onnx-int8 backend on CPU; ONNX Runtime + tokenizers, no torch, no
-#         transformers (~1.1 GB smaller). The CPU production choice (docs/model.md, docs/benchmarks.md).
-#   torch: every backend (torch, torch-int8, onnx-int8), CPU torch or, with TORCH_VARIANT=cu128, CUDA torch.
+#         transformers (~1 GB smaller). The CPU production choice (docs/model.md, docs/benchmarks.md).
+#   torch: every transformer backend (torch, torch-int8, onnx-int8), CPU torch or, with TORCH_VARIANT=cu128,
+#         CUDA torch.
+# Both also serve registered models (models:/NAME@ALIAS, through the MLflow client) and scikit-learn models
+# (the `sklearn` backend, e.g. the TF-IDF + Naive Bayes baseline of `sentiment-pipeline train`).
 #
 #   docker build -f docker/worker.Dockerfile -t ghcr.io/sentiment-pipeline/worker:0.1.0 .
 #   docker build -f docker/worker.Dockerfile --target torch -t ghcr.io/sentiment-pipeline/worker:0.1.0-torch .
@@ -31,18 +34,25 @@ ENV PATH=/opt/venv/bin:$PATH
 # torch first, from the variant's index, so the project's pin resolves to it and never pulls another build.
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Third-party dependencies in a layer of their own that depends on pyproject.toml alone: the project's
+# dependencies plus those of the extras named at the end of the step (read with tomllib into
+# requirements.txt), so an edit to workers/ or operator/ reuses this layer instead of reinstalling every wheel.
+# Their pins live in pyproject.toml, not here. Bytecode is compiled at build time (the root filesystem is
+# read-only at run time): third-party packages here, best effort, since some ship files for newer Pythons
+# (torch's testing/_internal/py312_intrinsics.py) that this interpreter can neither compile nor ever import.
+COPY pyproject.toml ./
+RUN python -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; extras = p["optional-dependencies"]; print(*p["dependencies"], *(r for e in sys.argv[1:] for r in extras[e]), sep="\n")' \
+       workers model registry >requirements.txt \
+    && pip install --requirement requirements.txt \
+    && { python -m compileall -q /opt/venv/lib || echo "compileall: files for other Python versions left as source"; }
+COPY README.md ./
 COPY workers/ workers/
 COPY operator/ operator/
-# Bytecode is compiled now (the root filesystem is read-only at run time): the project's own packages strictly
-# (a syntax error there fails the build), third-party packages best effort: some ship files for newer Pythons
-# (torch's testing/_internal/py312_intrinsics.py) that this interpreter can neither compile nor ever import.
-# The project itself is a local path; its dependencies are pinned in pyproject.toml, not here.
-# hadolint ignore=DL3013
-RUN pip install ".[workers,model]" \
+# The project itself (its dependencies are in place), then its own packages byte-compiled strictly: a syntax
+# error there fails the build.
+RUN pip install --no-deps . \
     && python -m compileall -q /opt/venv/lib/python3*/site-packages/sentiment_workers \
        /opt/venv/lib/python3*/site-packages/sentiment_operator \
-    && { python -m compileall -q /opt/venv/lib || echo "compileall: files for other Python versions left as source"; } \
     && pip uninstall --yes pip setuptools wheel
 # The default model, with its onnx-int8 export built now: the runtime finds <model>/onnx/<hash>/ before any cache,
 # so pods on a read-only root filesystem never export or quantize at start.
@@ -50,7 +60,9 @@ COPY models/sentiment-minilm/ /opt/sentiment/models/sentiment-minilm/
 RUN HF_HUB_OFFLINE=1 python -m sentiment_workers.model.prepare \
       --model /opt/sentiment/models/sentiment-minilm --into-model-dir
 
-# The slim variant's venv: the workers and the onnx-int8 runtime only (the `onnx-runtime` extra).
+# The slim variant's venv: the workers, the onnx-int8 runtime (the `onnx-runtime` extra) and what serving a
+# registered model takes (the `registry` extra: the MLflow client, mlflow-skinny, and scikit-learn + skops
+# for the `sklearn` backend). No torch, no transformers.
 FROM python:3.11.13-slim-bookworm AS build-slim
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -58,15 +70,18 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Dependencies, then the project, in two layers as in the `build` stage (bytecode too).
+COPY pyproject.toml ./
+RUN python -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; extras = p["optional-dependencies"]; print(*p["dependencies"], *(r for e in sys.argv[1:] for r in extras[e]), sep="\n")' \
+       workers onnx-runtime registry >requirements.txt \
+    && pip install --requirement requirements.txt \
+    && { python -m compileall -q /opt/venv/lib || echo "compileall: files for other Python versions left as source"; }
+COPY README.md ./
 COPY workers/ workers/
 COPY operator/ operator/
-# Bytecode as in the `build` stage. The project itself is a local path; its pins live in pyproject.toml.
-# hadolint ignore=DL3013
-RUN pip install ".[workers,onnx-runtime]" \
+RUN pip install --no-deps . \
     && python -m compileall -q /opt/venv/lib/python3*/site-packages/sentiment_workers \
        /opt/venv/lib/python3*/site-packages/sentiment_operator \
-    && { python -m compileall -q /opt/venv/lib || echo "compileall: files for other Python versions left as source"; } \
     && pip uninstall --yes pip setuptools wheel
 
 # What both variants share: the non-root user and the run-time environment.
@@ -103,17 +118,17 @@ CMD ["infer"]
 # `--target torch`: every backend, CPU or CUDA torch (TORCH_VARIANT).
 FROM runtime AS torch
 ARG TORCH_VARIANT=cpu
-LABEL org.opencontainers.image.description="Kafka consumer and transformer inference workers (torch ${TORCH_VARIANT}: torch, torch-int8, onnx-int8)"
+LABEL org.opencontainers.image.description="Kafka consumer and transformer inference workers (torch ${TORCH_VARIANT}: torch, torch-int8, onnx-int8; sklearn)"
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=root:root /opt/sentiment/models/ /opt/sentiment/models/
-ENV SENTIMENT_IMAGE_BACKENDS=torch,torch-int8,onnx-int8
+ENV SENTIMENT_IMAGE_BACKENDS=torch,torch-int8,onnx-int8,sklearn
 USER 10001:10001
 
-# Default target, slim: onnx-int8 on CPU only (no torch, no transformers).
+# Default target, slim: onnx-int8 on CPU (no torch, no transformers), and scikit-learn models.
 FROM runtime AS slim
-LABEL org.opencontainers.image.description="Kafka consumer and transformer inference workers (slim: onnx-int8 on CPU, no torch)"
+LABEL org.opencontainers.image.description="Kafka consumer and transformer inference workers (slim: onnx-int8 on CPU, sklearn; no torch)"
 COPY --from=build-slim /opt/venv /opt/venv
 COPY --from=build --chown=root:root /opt/sentiment/models/ /opt/sentiment/models/
-ENV SENTIMENT_IMAGE_BACKENDS=onnx-int8 \
+ENV SENTIMENT_IMAGE_BACKENDS=onnx-int8,sklearn \
     SENTIMENT_MODEL_BACKEND=onnx-int8
 USER 10001:10001
