@@ -166,7 +166,13 @@ def main() -> None:
             words = wordfreq_words(language, args.other_count)
             olds = [e.ids for e in before_tok.encode_batch(words)]
             news = [e.ids for e in after_tok.encode_batch(words)]
-            same_count = sum(1 for o, n in zip(olds, news, strict=True) if (pruned.old_to_new[o] >= 0).all())
+            kept_all = [bool((pruned.old_to_new[o] >= 0).all()) for o in olds]
+            same_count = sum(
+                1 for o, n, k in zip(olds, news, kept_all, strict=True) if k and pruned.remap(o) == n
+            )
+            if same_count != sum(kept_all):
+                differ = sum(kept_all) - same_count
+                print(f"  {language}: {differ} words with all pieces kept tokenize differently")
             unk_before = sum(o.count(unk_old) for o in olds)
             unk_after = sum(n.count(unk_new) for n in news)
             print(
