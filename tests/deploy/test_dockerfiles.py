@@ -180,7 +180,47 @@ def test_worker_torch_matches_the_project_pin_and_the_variant_is_a_build_arg() -
         f"Dockerfile torch != pyproject {torch_pin}"
     )
     assert "ARG TORCH_VARIANT=cpu" in text
-    assert 'pip install ".[workers,model]"' in text
+    build = next(s for s in parse(DOCKER_DIR / "worker.Dockerfile") if s.name == "build")
+    assert _dependency_extras(build) == ["workers", "model", "registry"]
+
+
+def _dependency_extras(stage: Stage) -> list[str]:
+    """The extras whose requirements a worker build stage installs (read from pyproject.toml by its
+    requirements step), checked to be installed before the sources are copied in."""
+    steps = [(keyword, args) for keyword, args in stage.instructions if keyword in ("COPY", "RUN")]
+    (index,) = [
+        i for i, (_, args) in enumerate(steps) if "pip install --requirement requirements.txt" in args
+    ]
+    assert [args for keyword, args in steps[:index] if keyword == "COPY"][-1] == "pyproject.toml ./"
+    assert not any(args.startswith(("workers/", "operator/")) for _, args in steps[:index]), (
+        f"{stage.name}: the dependency layer must not depend on the sources"
+    )
+    assert any("pip install --no-deps ." in args for _, args in steps[index + 1 :])
+    script = re.match(r"python -c '([^']*)'\s+(.*?)\s*>requirements\.txt", steps[index][1])
+    assert script, steps[index][1]
+    return script[2].split()
+
+
+def test_worker_dependency_layer_depends_on_pyproject_only(tmp_path: Path) -> None:
+    """An edit to workers/ reinstalled every wheel: the third-party dependencies are now installed from
+    pyproject.toml alone (its requirements step, run here on the real pyproject.toml), the project after
+    them with --no-deps."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for stage in parse(DOCKER_DIR / "worker.Dockerfile"):
+        runs = [a for a in stage.all("RUN") if "pip install --requirement requirements.txt" in a]
+        if not runs:
+            continue
+        extras = _dependency_extras(stage)
+        script = re.match(r"python -c '([^']*)'", runs[0])
+        assert script
+        (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
+        result = run([sys.executable, "-c", script[1], *extras], cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        expected = [
+            *pyproject["dependencies"],
+            *(r for e in extras for r in pyproject["optional-dependencies"][e]),
+        ]
+        assert result.stdout.splitlines() == expected
 
 
 def _compile_steps(path: Path) -> list[str]:
@@ -244,13 +284,14 @@ def test_the_default_worker_image_is_slim_onnx_int8_without_torch() -> None:
     assert venv_from == {"slim": ["build-slim"], "torch": ["build"]}
     build_slim = next(s for s in stages if s.name == "build-slim")
     installs = " ".join(a for a in build_slim.all("RUN") if "pip install" in a)
-    assert 'pip install ".[workers,onnx-runtime]"' in installs and "torch" not in installs
+    assert _dependency_extras(build_slim) == ["workers", "onnx-runtime", "registry"]
+    assert "torch" not in installs
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    for requirement in [*extras["onnx-runtime"], *extras["workers"]]:
-        assert not re.match(r"(torch|transformers)\b", requirement), requirement
-    assert slim.env()["SENTIMENT_IMAGE_BACKENDS"] == "onnx-int8"
+    for requirement in [*extras["onnx-runtime"], *extras["workers"], *extras["registry"]]:
+        assert not re.match(r"(torch|transformers|mlflow)\b(?!-skinny)", requirement), requirement
+    assert slim.env()["SENTIMENT_IMAGE_BACKENDS"] == "onnx-int8,sklearn"
     assert slim.env()["SENTIMENT_MODEL_BACKEND"] == "onnx-int8"
-    assert torch.env()["SENTIMENT_IMAGE_BACKENDS"] == "torch,torch-int8,onnx-int8"
+    assert torch.env()["SENTIMENT_IMAGE_BACKENDS"] == "torch,torch-int8,onnx-int8,sklearn"
 
 
 # Run as the slim image does: torch and transformers are absent (None in sys.modules: find_spec says None,
