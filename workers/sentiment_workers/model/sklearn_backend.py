@@ -29,7 +29,9 @@ def load_pipeline(path: Path, config: dict[str, Any], model: str) -> Any:
     try:
         import skops.io
     except ImportError as exc:
-        raise ModelLoadError(model, "a scikit-learn model needs scikit-learn and skops installed") from exc
+        raise ModelLoadError(
+            model, "a scikit-learn model needs scikit-learn and skops installed (the 'registry' extra)"
+        ) from exc
     if config.get("format", "skops") != "skops":
         raise ModelLoadError(
             model, f"unsupported scikit-learn model format {config.get('format')!r} (skops only)"

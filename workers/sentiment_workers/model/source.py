@@ -135,7 +135,10 @@ def _registry_source(model: str) -> ModelSource:
         from mlflow.artifacts import download_artifacts
         from mlflow.tracking import MlflowClient
     except ImportError as exc:
-        raise ModelLoadError(model, "models:/ URIs need mlflow installed (the 'tracking' extra)") from exc
+        raise ModelLoadError(
+            model,
+            "models:/ URIs need the MLflow client installed (the 'registry' extra: mlflow-skinny)",
+        ) from exc
     name = match["name"]
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # logs, not progress bars
     try:
