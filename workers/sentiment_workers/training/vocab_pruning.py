@@ -34,10 +34,6 @@ import numpy as np
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-UNK_PENALTY = 10.0
-"""``tokenizers``' Unigram scores an unknown character ``min(scores) - 10`` (its ``K_UNK_PENALTY``)."""
-
-
 NEUTRAL_PIECES = re.compile(r"\u2581?(?:.|[0-9.,:/%+\-]+)", re.DOTALL)
 """Pieces :func:`select_ids` keeps by default whatever the texts: a character after the word-start marker
 (``▁¿``, ``▁¡``, ``▁(``; 1,569 in XLM-R) and numbers with their separators (``▁2019.``, ``6,8``, ``-13``;
