@@ -72,6 +72,17 @@ def test_max_length_is_capped_by_the_models_position_embeddings(tiny_model: Path
     assert classifier.predict(["word " * 1000])[0].label in classifier.labels
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
+def test_roberta_family_positions_start_after_the_padding_index(tmp_path: Path, backend: str) -> None:
+    """XLM-R numbers positions from pad_token_id + 1: 18 position rows with pad 1 take 16 tokens. Capping
+    max_length at 18 made a long text index past the table (IndexError on torch, Gather out of bounds on
+    onnx-int8)."""
+    path = build_tiny_model(tmp_path / "xlmr", architecture="xlm-roberta", max_position_embeddings=18)
+    classifier = load_classifier(str(path), backend, max_length=64)
+    assert classifier.max_length == 16
+    assert classifier.predict(["good " * 200])[0].label in classifier.labels
+
+
 def test_labels_come_from_the_config_id2label_in_id_order(tmp_path: Path) -> None:
     path = build_tiny_model(tmp_path / "custom", labels=("bad", "meh", "good", "great"))
     classifier = load_classifier(str(path))

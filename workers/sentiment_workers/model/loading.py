@@ -85,10 +85,7 @@ def load_classifier(
         labels = labels_from_config(config)
     except ValueError as exc:
         raise ModelLoadError(model, str(exc)) from exc
-    # The tokenizer cannot take more positions than the model has.
-    max_positions = config.get("max_position_embeddings")
-    if isinstance(max_positions, int) and max_positions > 0:
-        max_length = min(max_length, max_positions)
+    max_length = min(max_length, usable_positions(config) or max_length)
     # onnx-int8 needs only the `tokenizers` library (no transformers, no torch) when tokenizer.json exists.
     tokenizer = _load_tokenizer(source.path, model, standalone=backend is ModelBackend.ONNX_INT8)
     encoder = TextEncoder(tokenizer, max_length, pad_id=config.get("pad_token_id"))
@@ -136,3 +133,36 @@ def _load_tokenizer(path: Path, model: str, *, standalone: bool) -> Any:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # tokenizers and transformers raise many types for a bad folder
         raise ModelLoadError(model, f"tokenizer: {type(exc).__name__}: {exc}") from exc
+
+
+PADDING_OFFSET_POSITIONS = frozenset(
+    {
+        "roberta",
+        "xlm-roberta",
+        "xlm-roberta-xl",
+        "camembert",
+        "data2vec-text",
+        "roberta-prelayernorm",
+        "mpnet",
+        "ibert",
+        "longformer",
+        "xmod",
+        "luke",
+    }
+)
+"""Text encoders of transformers that number positions from ``pad_token_id + 1``, not from 0."""
+
+
+def usable_positions(config: dict[str, Any]) -> int | None:
+    """How many tokens the model can take (the tokenizer's cap on ``max_length``); None when unknown.
+
+    ``max_position_embeddings`` rows, less ``pad_token_id + 1`` for the RoBERTa family (XLM-R: 514 rows, 512
+    usable): a longer input indexes past the position table (IndexError on torch, a Gather out of bounds on
+    onnx-int8)."""
+    rows = config.get("max_position_embeddings")
+    if not isinstance(rows, int) or rows <= 0:
+        return None
+    pad = config.get("pad_token_id")
+    if config.get("model_type") in PADDING_OFFSET_POSITIONS and isinstance(pad, int):
+        rows -= pad + 1
+    return rows if rows > 0 else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 _VOCAB_WORDS = [
     *[
@@ -75,11 +76,15 @@ def build_tiny_model(
     seed: int = 0,
     *,
     num_labels: int | None = None,
+    architecture: str = "bert",
+    max_position_embeddings: int = 128,
 ) -> Path:
     """Write a tiny real-architecture BERT classifier (config with id2label, tokenizer, weights) to ``path``.
 
     ``labels=None`` writes a config without real label names (transformers' ``LABEL_<i>``), for
-    ``num_labels`` classes (default 5), to exercise the label fallback. Deterministic for a given seed.
+    ``num_labels`` classes (default 5), to exercise the label fallback. ``architecture="xlm-roberta"`` writes
+    an XLM-R classifier (positions numbered from ``pad_token_id + 1``, as RoBERTa's are) with the same
+    WordPiece tokenizer. Deterministic for a given seed.
     """
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
@@ -96,22 +101,33 @@ def build_tiny_model(
     vocab_file.write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
     tokenizer = BertTokenizer(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=512)
 
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        initializer_range=0.5,  # large random weights: predictions vary from text to text
-    )
+    sizes: dict[str, Any] = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": max_position_embeddings,
+        "initializer_range": 0.5,  # large random weights: predictions vary from text to text
+    }
+    config: Any
+    if architecture == "xlm-roberta":
+        from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+        config = XLMRobertaConfig(**sizes, pad_token_id=1, type_vocab_size=1)
+        model_class: Any = XLMRobertaForSequenceClassification
+    elif architecture == "bert":
+        config = BertConfig(**sizes)
+        model_class = BertForSequenceClassification
+    else:
+        raise ValueError(f"architecture {architecture!r}: bert or xlm-roberta")
     if labels is None:
         config.num_labels = num_labels or 5  # transformers names them LABEL_0..LABEL_<n-1>
     else:
         config.id2label = dict(enumerate(labels))
         config.label2id = {name: i for i, name in enumerate(labels)}
     torch.manual_seed(seed)
-    model = BertForSequenceClassification(config).eval()
+    model = model_class(config).eval()
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return path
