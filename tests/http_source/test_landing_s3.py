@@ -94,11 +94,11 @@ async def test_a_page_written_to_s3_by_a_poller_killed_before_recording_it_is_re
             raise KeyboardInterrupt("killed after writing the object, before recording it")
         return await real_insert(document, *args, **kwargs)
 
-    poller.landing.pages.insert_one = crash_on_second  # type: ignore[method-assign]
+    poller.landing.pages.insert_one = crash_on_second
     assert await poller.acquire(asyncio.Event())
     with pytest.raises(KeyboardInterrupt):
         await poller.run_once()
-    poller.landing.pages.insert_one = real_insert  # type: ignore[method-assign]
+    poller.landing.pages.insert_one = real_insert
     written = s3_server.objects(f"{prefix}/{source.source_name}")
 
     summary = await poller.run_once()
