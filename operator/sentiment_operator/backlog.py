@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
-from sentiment_workers.config import STORE_ERROR_METRIC
+from sentiment_workers.config import AUTH, REJECTED, STORE_ERROR_METRIC, UNREACHABLE
 
 from . import kube
 
@@ -67,7 +67,7 @@ def faults_from_exposition(text: str, metric: str, kind: str) -> set[str]:
 
 def refused_from_exposition(text: str, metric: str) -> set[str]:
     """Stores whose ``metric`` sample with ``kind="auth"`` is 1: they refused the credentials."""
-    return faults_from_exposition(text, metric, "auth")
+    return faults_from_exposition(text, metric, AUTH)
 
 
 def combine(values: Iterable[float | None]) -> float | None:
@@ -131,15 +131,15 @@ class Scrape:
 
     def unreachable(self) -> dict[str, list[str]]:
         """``{store: [pods that cannot reach it]}``, stores and pods sorted (refusals, rejections aside)."""
-        return self._down("unreachable")
+        return self._down(UNREACHABLE)
 
     def refused(self) -> dict[str, list[str]]:
         """``{store: [pods whose credentials it refuses]}``, stores and pods sorted."""
-        return self._down("auth")
+        return self._down(AUTH)
 
     def rejected(self) -> dict[str, list[str]]:
         """``{store: [pods whose requests it rejects]}``, stores and pods sorted."""
-        return self._down("rejected")
+        return self._down(REJECTED)
 
     def _down(self, kind: str) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
@@ -152,10 +152,10 @@ class Scrape:
 
 def _fault(report: WorkerReport, store: str) -> str:
     if store in report.refused:
-        return "auth"
+        return AUTH
     if store in report.rejected:
-        return "rejected"
-    return "unreachable"
+        return REJECTED
+    return UNREACHABLE
 
 
 async def _scrape(
@@ -172,7 +172,7 @@ async def _scrape(
             backlog=backlog_from_exposition(text, backlog_metric),
             stores=stores_from_exposition(text, store_metric),
             refused=refused_from_exposition(text, error_metric),
-            rejected=faults_from_exposition(text, error_metric, "rejected"),
+            rejected=faults_from_exposition(text, error_metric, REJECTED),
         )
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return WorkerReport(target, answered=False)

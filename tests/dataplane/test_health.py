@@ -19,8 +19,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from sentiment_workers.config import STORE_FAULT_KINDS
 from sentiment_workers.health import Heartbeat, readiness, serve
-from sentiment_workers.metrics import STORE_FAULT_KINDS, PipelineMetrics
+from sentiment_workers.metrics import PipelineMetrics
 
 from tests.dataplane.conftest import ROOT, free_port
 

@@ -45,8 +45,10 @@ class KafkaSaslMechanism(StrEnum):
 
 
 BACKLOG_METRIC = "sentiment_inference_backlog_messages"
-"""Gauge of staged messages not yet classified, exported by the inference workers and read by the operator's
-autoscaler: part of the contract between the two."""
+"""Gauge of messages not yet classified, exported by the inference workers and read by the operator's
+autoscaler: part of the contract between the two. Lease mode: staged documents not classified yet; fused mode:
+the consumer group's Kafka lag over every partition plus staged documents pending (the same value on every
+pod)."""
 
 STORE_UP_METRIC = "sentiment_store_up"
 """Gauge per store (label ``store``: ``kafka``, ``mongo``, ``mysql``), 1 while the worker reaches it, 0 while
@@ -54,10 +56,27 @@ it cannot; exported by both workers, read by their ``/readyz`` and by the operat
 unreachable, from which pods): part of the contract between the two."""
 
 STORE_ERROR_METRIC = "sentiment_store_error"
-"""Gauge per store and kind of failure (labels ``store``, ``kind``: ``unreachable`` or ``auth``), 1 for the
-kind of the worker's last failure to use the store while ``sentiment_store_up`` is 0, else 0. ``auth``: the
-store refused the credentials or their rights (a wrong Secret), which no retry fixes; the operator reports
-it as ``StoreAuthFailed``: part of the contract between the two."""
+"""Gauge per store and kind of failure (labels ``store``, ``kind``: one of :data:`STORE_FAULT_KINDS`), 1 for
+the kind of the worker's last failure to use the store while ``sentiment_store_up`` is 0, else 0. ``auth``:
+the store refused the credentials or their rights (a wrong Secret), which no retry fixes; the operator
+reports it as ``StoreAuthFailed``: part of the contract between the two."""
+
+UNREACHABLE = "unreachable"
+AUTH = "auth"
+REJECTED = "rejected"
+STORE_FAULT_KINDS = (UNREACHABLE, AUTH, REJECTED)
+"""Why a worker cannot use a store: the values of the label ``kind`` of ``sentiment_store_error``, the one
+table every worker writes and the operator reads (``operator/sentiment_operator/backlog.py``: ``auth`` is
+reported as ``StoreAuthFailed``, ``rejected`` apart, anything else as unreachable):
+
+- ``unreachable``: no answer, connection lost, timeouts (it comes back by itself);
+- ``auth``: the store refused the credentials or their rights (a wrong Secret, fixed by a person);
+- ``rejected``: the store answers but refuses the requests as they are made (the HTTP source's API: a 4xx
+  other than 401/403, or a page the settings cannot read; fixed by a person). Kafka, MongoDB and MySQL never
+  report it: a message they refuse is dead-lettered alone, which is not a fault of the store.
+
+Every kind is exported for every store a worker uses (0, or 1 for the current fault), so a query for one kind
+finds a series whatever the store."""
 
 DEFAULT_MODEL = "default"
 """Sentinel model name: the offline model shipped with the project (see models/)."""

@@ -135,7 +135,7 @@ class FusedWorker:
         if self._lag is None:
             raise RuntimeError("the fused worker is not consuming")
         lag = await self._lag.read()
-        pending = await self.store.messages.count_documents({"status": mongo.PENDING})
+        pending = await self.store.count_pending()
         return lag + pending
 
     async def _fetch_loop(

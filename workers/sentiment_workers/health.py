@@ -29,7 +29,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from sentiment_workers.config import STORE_ERROR_METRIC, STORE_UP_METRIC
+from sentiment_workers.config import AUTH, STORE_ERROR_METRIC, STORE_UP_METRIC
 
 BEAT_INTERVAL_S = 5.0
 
@@ -80,7 +80,7 @@ def refused_stores(registry: CollectorRegistry) -> list[str]:
         for family in registry.collect()
         if family.name == STORE_ERROR_METRIC
         for sample in family.samples
-        if sample.name == STORE_ERROR_METRIC and sample.labels.get("kind") == "auth" and sample.value >= 1
+        if sample.name == STORE_ERROR_METRIC and sample.labels.get("kind") == AUTH and sample.value >= 1
     )
 
 

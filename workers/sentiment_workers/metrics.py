@@ -9,26 +9,16 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import REGISTRY
 
-from sentiment_workers.config import BACKLOG_METRIC, STORE_ERROR_METRIC, STORE_UP_METRIC
+from sentiment_workers.config import (
+    AUTH,
+    BACKLOG_METRIC,
+    STORE_ERROR_METRIC,
+    STORE_FAULT_KINDS,
+    STORE_UP_METRIC,
+)
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-UNREACHABLE = "unreachable"
-AUTH = "auth"
-REJECTED = "rejected"
-STORE_FAULT_KINDS = (UNREACHABLE, AUTH, REJECTED)
-"""Why a worker cannot use a store: the values of the label ``kind`` of ``sentiment_store_error``, the one
-table every worker writes and the operator reads (``operator/sentiment_operator/backlog.py``: ``auth`` is
-reported as ``StoreAuthFailed``, ``rejected`` apart, anything else as unreachable):
-
-- ``unreachable``: no answer, connection lost, timeouts (it comes back by itself);
-- ``auth``: the store refused the credentials or their rights (a wrong Secret, fixed by a person);
-- ``rejected``: the store answers but refuses the requests as they are made (the HTTP source's API: a 4xx
-  other than 401/403, or a page the settings cannot read; fixed by a person). Kafka, MongoDB and MySQL never
-  report it: a message they refuse is dead-lettered alone, which is not a fault of the store.
-
-Every kind is exported for every store a worker uses (0, or 1 for the current fault), so a query for one kind
-finds a series whatever the store."""
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 

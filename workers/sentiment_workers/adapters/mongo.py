@@ -433,11 +433,15 @@ class StagingStore:
 
     async def count_backlog(self) -> int:
         """Staged documents not classified yet (pending, leased or not, and those of open fused batches)."""
-        pending = await self.messages.count_documents({"status": PENDING})
+        pending = await self.count_pending()
         rows = await self.batches.aggregate(
             [{"$match": {"state": BATCH_OPEN}}, {"$group": {"_id": None, "n": {"$sum": "$size"}}}]
         ).to_list(None)
         return pending + sum(int(row["n"]) for row in rows)
+
+    async def count_pending(self) -> int:
+        """Staged documents waiting for the lease path (released fused batches, replays, backfills)."""
+        return int(await self.messages.count_documents({"status": PENDING}))
 
     async def count_by_status(self) -> dict[str, int]:
         """Documents per status, e.g. ``{"done": 10, "pending": 2}``. A fused document counts as its batch

@@ -23,12 +23,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from sentiment_workers.config import AUTH, REJECTED, UNREACHABLE
 from sentiment_workers.http_source.paging import Request
 from sentiment_workers.logging import get_logger
 
-AUTH = "auth"
-REJECTED = "rejected"
-UNREACHABLE = "unreachable"
 log = get_logger("http_source.client")
 
 

@@ -2,7 +2,7 @@
 
 The API is the store ``http`` of ``sentiment_store_up``/``sentiment_store_error`` (see
 :data:`sentiment_workers.http_source.settings.HTTP_STORE`), with the kinds of
-:data:`sentiment_workers.metrics.STORE_FAULT_KINDS`: ``auth`` (401/403), ``rejected`` (another 4xx, or a 2xx
+:data:`sentiment_workers.config.STORE_FAULT_KINDS`: ``auth`` (401/403), ``rejected`` (another 4xx, or a 2xx
 page the configuration cannot read), ``unreachable`` (connections, timeouts, 5xx after retries).
 """
 
