@@ -60,7 +60,9 @@ class HttpSourceConfig(BaseSettings):
     landing_url: str = Field(
         "",
         description="Empty: the MongoDB collection `landing_collection` in the staging database; "
-        "else a local path or an fsspec URL (s3://bucket/prefix).",
+        "else a local path or an fsspec URL (s3://bucket/prefix: endpoint, region and credentials from the "
+        "standard AWS variables AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY).",
     )
     landing_collection: str = Field("landing_pages", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,119}$")
     source_name: str = Field(
