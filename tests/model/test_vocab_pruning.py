@@ -208,3 +208,43 @@ def test_only_a_unigram_tokenizer_can_be_pruned() -> None:
 
 def test_word_forms_are_as_written_in_running_text() -> None:
     assert vocab_pruning.word_forms(["usb", "película"]) == ["usb", "Usb", "USB", "película", "Película"]
+
+
+@pytest.mark.parametrize("text", ["film was good.", "bad", "The unhappy film"])
+def test_a_baked_in_prefix_gives_the_ids_of_the_prefixed_text(original: str, text: str) -> None:
+    prefixed = Tokenizer.from_str(vocab_pruning.with_prefix(original, "the "))
+    encoding = prefixed.encode(text)
+    assert encoding.ids == Tokenizer.from_str(original).encode("the " + text).ids
+    assert encoding.tokens[:2] == ["<s>", "▁the"] and encoding.tokens[-1] == "</s>"
+
+
+def test_the_runtime_encoder_applies_a_baked_in_prefix_on_both_tokenizer_paths_and_truncates_around_it(
+    tmp_path: Path, original: str
+) -> None:
+    from sentiment_workers.model.encoding import TextEncoder
+    from transformers import AutoTokenizer
+
+    (tmp_path / "tokenizer.json").write_text(vocab_pruning.with_prefix(original, "the"), encoding="utf-8")
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "TokenizersBackend", "pad_token": "<pad>", "model_max_length": 512}),
+        encoding="utf-8",
+    )
+    standalone = TextEncoder(Tokenizer.from_file(str(tmp_path / "tokenizer.json")), max_length=4, pad_id=1)
+    hub = TextEncoder(AutoTokenizer.from_pretrained(str(tmp_path), local_files_only=True), max_length=4)
+    the, film, was = (piece_id(p) for p in ("▁the", "▁film", "▁was"))
+    texts = ["film", "film was good."]
+    assert standalone.token_ids(texts) == hub.token_ids(texts) == [[0, the, film, 2], [0, the, film, 2]]
+    assert TextEncoder(Tokenizer.from_file(str(tmp_path / "tokenizer.json")), 5, 1).token_ids(texts)[1] == [
+        0,
+        the,
+        film,
+        was,
+        2,
+    ]
+
+
+def test_a_prefix_needs_a_template_that_starts_with_a_special_token() -> None:
+    tokenizer = Tokenizer.from_str(xlmr_like())
+    tokenizer.post_processor = processors.ByteLevel()
+    with pytest.raises(vocab_pruning.PruningError, match="TemplateProcessing"):
+        vocab_pruning.with_prefix(tokenizer.to_str(), "the")

