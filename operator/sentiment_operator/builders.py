@@ -2,11 +2,12 @@
 
 Nothing here talks to the API server. Every child carries the pipeline's labels and a controller owner
 reference to the CR, so deleting the CR lets the garbage collector remove them. Worker settings are rendered
-under the names of :mod:`sentiment_workers.config` (``env_name``): plain values go to the ConfigMap,
-credentials to ``secretKeyRef`` entries. Each Deployment's pod template carries a hash of the settings that
-component reads, so a change (e.g. the model) rolls exactly the Deployments it concerns, and a digest of the
-``resourceVersion`` of the Secrets it reads (never their values), so a fixed Secret rolls the pods that use it
-(environment variables from a Secret are only read when a container starts).
+under the names of :mod:`sentiment_workers.config` (``env_name``): plain values go to the ConfigMap (but the
+poller's S3 settings, which every boto client would read, go on its container only), credentials to
+``secretKeyRef`` entries of the components that read them. Each Deployment's pod template carries a hash of
+the settings that component reads, so a change (e.g. the model) rolls exactly the Deployments it concerns,
+and a digest of the ``resourceVersion`` of the Secrets it reads (never their values), so a fixed Secret rolls
+the pods that use it (environment variables from a Secret are only read when a container starts).
 
 ``spec.mode`` decides which worker Deployments exist (:func:`worker_components`): ``lease`` runs a consumer
 and inference workers, ``fused`` only inference workers running ``infer --fused``, which read the consumer's
@@ -48,6 +49,18 @@ MLFLOW_SETTINGS = (
 )
 """MLflow's own environment variables (``MLFLOW_TRACKING_URI``, ...), read by its client in the inference
 workers when they resolve a ``models:/`` name."""
+AWS_PREFIX = "aws_"
+AWS_SETTINGS = (
+    "aws_endpoint_url",
+    "aws_default_region",
+    "aws_region",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+)
+"""botocore's own environment variables (``AWS_ENDPOINT_URL``, ...), read by s3fs in the poller when pages
+land in an ``s3://`` bucket. Every boto client of a pod reads them (an MLflow artifact download from S3 as
+well): they are set on the poller's container only, never in the ConfigMap that every worker reads."""
 MODEL_CACHE_ENV = "SENTIMENT_MODEL_CACHE_DIR"
 """Where the workers download registry models (``sentiment_workers.model.source.REGISTRY_CACHE_ENV``)."""
 MODEL_CACHE_DIR = "/model-cache"
@@ -67,7 +80,7 @@ _COMPONENT_SETTINGS = {
     CONSUMER: ("kafka_", "mongo_", "consumer_", "max_message_bytes", "metrics_", "log_"),
     INFERENCE: ("mongo_", "mysql_", "model_", "mlflow_", "lease_", "poll_", "metrics_", "log_"),
     # The HTTP poller publishes to Kafka, lands pages (and keeps its cursor and lease) in MongoDB.
-    POLLER: ("kafka_", "mongo_", "metrics_", "log_", HTTP_PREFIX),
+    POLLER: ("kafka_", "mongo_", "metrics_", "log_", HTTP_PREFIX, AWS_PREFIX),
 }
 # Requests sized so that a default install with inference autoscaled to its maximum (4) fits a 2-CPU node and
 # the Terraform default VM (tests/deploy/test_chart_sizing.py): onnx-int8 peaks at ~245 MiB RSS (the default
@@ -180,8 +193,9 @@ def setting_env(setting: str) -> str:
     """The environment variable of a worker setting: a WorkerConfig field (``kafka_topic`` ->
     ``SENTIMENT_KAFKA_TOPIC``) or ``http_<field>`` of the poller's HttpSourceConfig (``http_url`` ->
     ``SENTIMENT_HTTP_URL``) or one of MLflow's own (:data:`MLFLOW_SETTINGS`: ``mlflow_tracking_uri`` ->
-    ``MLFLOW_TRACKING_URI``); an unknown setting is a KeyError."""
-    if setting in MLFLOW_SETTINGS:
+    ``MLFLOW_TRACKING_URI``) or botocore's (:data:`AWS_SETTINGS`: ``aws_endpoint_url`` ->
+    ``AWS_ENDPOINT_URL``); an unknown setting is a KeyError."""
+    if setting in MLFLOW_SETTINGS or setting in AWS_SETTINGS:
         return setting.upper()
     if setting.startswith(HTTP_PREFIX):
         return http_env_name(setting.removeprefix(HTTP_PREFIX))
@@ -212,6 +226,27 @@ def http_settings(spec: PipelineSpec) -> dict[str, Any]:
         "landing_collection": http.landing.collection,
     }
     return {HTTP_PREFIX + field: value for field, value in fields.items()}
+
+
+def landing_settings(spec: PipelineSpec) -> dict[str, str]:
+    """The plain settings of the poller's S3 client (``spec.source.http.landing``), keyed by ``AWS_*``
+    variable name: the endpoint (MinIO, any S3-compatible store) and the region (``AWS_DEFAULT_REGION``, which
+    botocore reads, and ``AWS_REGION``, which other AWS SDKs read). Values on the poller's container, not in
+    the ConfigMap (:data:`AWS_SETTINGS`)."""
+    http = spec.source.http
+    if spec.source.kind is not SourceKind.HTTP or http is None:
+        return {}
+    values: dict[str, str] = {}
+    if http.landing.endpoint_url is not None:
+        values["aws_endpoint_url"] = http.landing.endpoint_url
+    if http.landing.region is not None:
+        values["aws_default_region"] = values["aws_region"] = http.landing.region
+    return {setting_env(field): value for field, value in sorted(values.items())}
+
+
+def component_settings(spec: PipelineSpec, component: str) -> dict[str, str]:
+    """The plain settings set on ``component``'s container itself rather than in the shared ConfigMap."""
+    return landing_settings(spec) if component == POLLER else {}
 
 
 def worker_settings(spec: PipelineSpec) -> dict[str, str]:
@@ -268,6 +303,7 @@ def component_secret_env(spec: PipelineSpec, component: str) -> dict[str, tuple[
 def config_hash(spec: PipelineSpec, component: str) -> str:
     """A digest of every setting ``component`` reads: it changes exactly when those pods must restart."""
     relevant = {k: v for k, v in worker_settings(spec).items() if _component_reads(spec, component, k)}
+    relevant.update(component_settings(spec, component))
     relevant.update({k: "/".join(v) for k, v in component_secret_env(spec, component).items()})
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -327,6 +363,7 @@ def _container(
     ]
     if component == POLLER:  # the key of its cursor and of its single-poller lease
         env.append({"name": setting_env("http_source_name"), "value": owner.name})
+    env.extend({"name": name, "value": value} for name, value in component_settings(spec, component).items())
     if _model_cache(spec, component):
         env.append({"name": MODEL_CACHE_ENV, "value": MODEL_CACHE_DIR})
     optional = optional_secret_env()

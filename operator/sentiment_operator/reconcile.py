@@ -104,8 +104,9 @@ def _parse_time(value: Any) -> float | None:
 async def _check_secrets(
     op: Operator, namespace: str, spec: PipelineSpec
 ) -> tuple[list[st.Problem], dict[str, str]]:
-    """Every referenced Secret must exist with the keys the workers read (values are never looked at).
-    Also returns each existing Secret's ``resourceVersion``: a changed Secret rolls the pods that read it."""
+    """Every referenced Secret must exist with the keys the workers read (values are never looked at): each
+    required key, and one of the optional keys of a Secret read only for optional keys. Also returns each
+    existing Secret's ``resourceVersion``: a changed Secret rolls the pods that read it."""
     problems = []
     versions: dict[str, str] = {}
     optional = spec.optional_keys()
@@ -128,7 +129,8 @@ async def _check_secrets(
             problems.append(
                 st.Problem("SecretKeyMissing", f"Secret {name!r} lacks key(s) {', '.join(missing)}")
             )
-        elif may_lack and not present.intersection(may_lack):
+        elif may_lack and set(may_lack) == set(keys) and not present.intersection(may_lack):
+            # Every key read from it is optional (the MLflow credentials): one of them must be there.
             problems.append(
                 st.Problem("SecretKeyMissing", f"Secret {name!r} has none of the keys {', '.join(may_lack)}")
             )

@@ -3,8 +3,9 @@
 The CRD's OpenAPI schema (``k8s-manifests/crds/sentimentpipelines.yaml``) rejects what a Kubernetes 1.20
 structural schema can express (types, enums, ranges, patterns, required fields) and fills the same defaults
 as these models. Cross-field rules the schema cannot express (autoscaling min <= max, SASL needs a secret,
-source.kind http needs source.http and only it has one) live here and surface as a ``Degraded`` condition with
-the validation message. The HTTP source's defaults and patterns are the poller's own
+source.kind http needs source.http and only it has one, the S3 settings of the landing store need an s3://
+landing url) live here and surface as a ``Degraded`` condition with the validation message. The HTTP
+source's defaults and patterns are the poller's own
 (:class:`sentiment_workers.http_source.settings.HttpSourceConfig`); a registry model name follows the
 workers' own pattern (``sentiment_workers.model.source``, which the operator may not import: a test keeps the
 two equal).
@@ -33,6 +34,12 @@ MONGO_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$"
 HTTP_URL = r"^https?://[^\s]+$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 """A positive Kubernetes quantity of bytes as people write them (``512Mi``, ``2Gi``, ``1.5G``)."""
+ENDPOINT_URL = r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$"
+"""An S3 endpoint: http(s), a host and an optional path; no user info, query or fragment (credentials come
+from a Secret, never in a URL)."""
+AWS_REGION = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+S3_SCHEMES = ("s3://", "s3a://")
+"""The landing URLs whose store s3fs (botocore) serves: the ones the AWS variables configure."""
 REGISTRY_PREFIX = "models:/"
 REGISTRY_MODEL = r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$"
 """A model in an MLflow registry, ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``: the workers' pattern."""
@@ -112,10 +119,47 @@ class HttpPagingSpec(_Model):
 
 
 class HttpLanding(_Model):
-    """Where raw pages land before their records are published: empty url, the staging MongoDB."""
+    """Where raw pages land before their records are published: empty url, the staging MongoDB; an
+    ``s3://bucket/prefix`` url, objects in S3 or an S3-compatible store. The poller's S3 client (botocore,
+    under s3fs) is configured by the standard AWS variables: ``endpointUrl`` (MinIO and other S3-compatible
+    stores; omit for AWS), ``region``, and the credentials Secret (keys ``accessKeyId`` and
+    ``secretAccessKey``, optional ``sessionToken``; without it, the pod's identity). They reach the poller
+    only, and only make sense with an ``s3://`` url."""
 
     url: str = Field(_http_default("landing_url"), max_length=2048)
     collection: str = Field(_http_default("landing_collection"), pattern=LANDING_COLLECTION)
+    endpoint_url: str | None = Field(None, pattern=ENDPOINT_URL, max_length=2048)
+    region: str | None = Field(None, pattern=AWS_REGION, max_length=64)
+    credentials_secret_ref: SecretRef | None = None
+
+    @property
+    def s3(self) -> bool:
+        """Whether pages land in an S3 (or S3-compatible) bucket."""
+        return self.url.lower().startswith(S3_SCHEMES)
+
+    @model_validator(mode="after")
+    def _s3_settings_need_an_s3_url(self) -> HttpLanding:
+        given = [
+            name
+            for name, value in (
+                ("endpointUrl", self.endpoint_url),
+                ("region", self.region),
+                ("credentialsSecretRef", self.credentials_secret_ref),
+            )
+            if value is not None
+        ]
+        if given and not self.s3:
+            where = (
+                "landing.url is empty (pages land in the staging MongoDB)"
+                if not self.url
+                else f"landing.url {self.url!r} is not an s3:// URL"
+            )
+            names = " and ".join([", ".join(given[:-1]), given[-1]] if len(given) > 1 else given)
+            raise ValueError(
+                f"{names} configure{'s' if len(given) == 1 else ''} the S3 client of an s3:// landing store, "
+                f"but {where}: set landing.url to s3://bucket/prefix, or remove {names}"
+            )
+        return self
 
 
 class HttpSource(_Model):
@@ -326,7 +370,7 @@ class PipelineSpec(_Model):
 
     def optional_keys(self) -> dict[str, tuple[str, ...]]:
         """Referenced Secrets -> the keys they may lack (every credential read from that key is optional);
-        such a Secret must still hold one of them."""
+        a Secret of which every key read is optional must still hold one of them."""
         keys: dict[tuple[str, str], bool] = {}
         for credential in CREDENTIALS:
             ref = self.secret_ref(credential.ref)
@@ -346,15 +390,17 @@ class Credential:
     at ``ref`` (camelCase, as written in the CR)."""
 
     setting: (
-        str  # a WorkerConfig field, http_<field> of HttpSourceConfig, or mlflow_* (MLflow's own variables)
+        str  # a WorkerConfig field, http_<field> of HttpSourceConfig, mlflow_* (MLflow's own variables) or
+        # aws_* (botocore's own variables: the S3 landing store of the poller)
     )
     ref: str
     key: str
     optional: bool = False
-    """The Secret may lack the key (``secretKeyRef`` with ``optional: true``); it must hold one of its
-    optional keys all the same."""
+    """The Secret may lack the key (``secretKeyRef`` with ``optional: true``); a Secret whose keys are all
+    optional must hold one of them all the same."""
 
 
+LANDING_CREDENTIALS = "source.http.landing.credentialsSecretRef"
 CREDENTIALS = (
     Credential("kafka_sasl_username", "source.authSecretRef", "username"),
     Credential("kafka_sasl_password", "source.authSecretRef", "password"),
@@ -365,6 +411,9 @@ CREDENTIALS = (
     Credential("mlflow_tracking_token", "model.tracking.credentialsSecretRef", "token", optional=True),
     Credential("mlflow_tracking_username", "model.tracking.credentialsSecretRef", "username", optional=True),
     Credential("mlflow_tracking_password", "model.tracking.credentialsSecretRef", "password", optional=True),
+    Credential("aws_access_key_id", LANDING_CREDENTIALS, "accessKeyId"),
+    Credential("aws_secret_access_key", LANDING_CREDENTIALS, "secretAccessKey"),
+    Credential("aws_session_token", LANDING_CREDENTIALS, "sessionToken", optional=True),
 )
 """The one table of which Secret key feeds which worker setting: the Secret checks, the workers'
 ``secretKeyRef`` entries, the Secret digests that roll pods and the status messages all derive from it."""

@@ -410,3 +410,84 @@ def test_without_a_tracking_server_nothing_of_mlflow_is_rendered():
         volumes = [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]]
         assert volumes == ["tmp", "cache"], component
     assert not any(k.startswith("MLFLOW_") for k in worker_settings(parse_spec(BASE)))
+
+
+S3_LANDING = {
+    "url": "s3://lake/raw/http",
+    "endpointUrl": "http://minio.storage:9000",
+    "region": "eu-west-1",
+    "credentialsSecretRef": {"name": "lake"},
+}
+S3_SOURCE = {**HTTP_SOURCE, "http": {**HTTP_SOURCE["http"], "landing": S3_LANDING}}
+
+
+def test_the_poller_s3_client_reads_its_endpoint_region_and_credentials_from_the_poller_env(monkeypatch):
+    """The poller's container, its Secret values filled in as the kubelet does, read back by botocore (the
+    client under s3fs): MinIO's endpoint, the region and the Secret's keys."""
+    import botocore.session
+
+    container = _container_of(_deployments({**BASE, "source": S3_SOURCE})["poller"])
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert env["AWS_ENDPOINT_URL"] == "http://minio.storage:9000"
+    assert env["AWS_DEFAULT_REGION"] == env["AWS_REGION"] == "eu-west-1"
+    assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "lake", "key": "accessKeyId"}}
+    assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "lake", "key": "secretAccessKey"}}
+    assert env["AWS_SESSION_TOKEN"] == {
+        "secretKeyRef": {"name": "lake", "key": "sessionToken", "optional": True}
+    }
+    secret = {"accessKeyId": "AKIDLAKE", "secretAccessKey": "s3cr3t"}  # no sessionToken: optional
+    for name, value in env.items():
+        if name.startswith("AWS_"):
+            ref = value["secretKeyRef"] if isinstance(value, dict) else None
+            if ref is None:
+                monkeypatch.setenv(name, value)
+            elif ref["key"] in secret:
+                monkeypatch.setenv(name, secret[ref["key"]])
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+    session = botocore.session.get_session()
+    credentials = session.get_credentials()
+    s3 = session.create_client("s3")
+
+    assert (credentials.access_key, credentials.secret_key) == ("AKIDLAKE", "s3cr3t")
+    assert credentials.token is None
+    assert s3.meta.region_name == "eu-west-1"
+    assert s3.meta.endpoint_url == "http://minio.storage:9000"
+
+
+def test_only_the_poller_gets_the_s3_settings_never_the_shared_config_map():
+    """Every boto client in a pod reads the AWS variables (an MLflow artifact download from S3 in the
+    inference pods would follow AWS_ENDPOINT_URL to MinIO): they are on the poller's container only."""
+    spec = parse_spec({**BASE, "source": S3_SOURCE})
+    deployments = _deployments({**BASE, "source": S3_SOURCE})
+
+    assert not any(k.startswith("AWS_") for k in worker_settings(spec)), "not in the ConfigMap"
+    for component in (CONSUMER, INFERENCE):
+        names = {e["name"] for e in _container_of(deployments[component])["env"]}
+        assert not any(n.startswith("AWS_") for n in names), component
+    assert component_secrets(spec, "poller") == ["api-headers", "lake", "mongo"]
+    assert component_secrets(spec, INFERENCE) == ["mongo", "mysql"]
+    fused = parse_spec({**BASE, "mode": "fused", "source": S3_SOURCE})
+    assert component_secrets(fused, INFERENCE) == ["mongo", "mysql"], "fused inference reads no landing"
+    # Without the fields: none of the variables (the pod's identity, botocore's chain).
+    bare = _container_of(_deployments({**BASE, "source": HTTP_SOURCE})["poller"])
+    assert not any(e["name"].startswith("AWS_") for e in bare["env"])
+
+
+def test_a_changed_landing_secret_or_endpoint_rolls_the_poller_only():
+    spec = parse_spec({**BASE, "source": S3_SOURCE})
+    versions = {"mongo": "1", "mysql": "1", "api-headers": "1", "lake": "1"}
+
+    def secrets_version(component: str, **changed: str) -> str:
+        deployment = build_deployment(
+            spec, OWNER, component, default_image="i", secret_versions={**versions, **changed}
+        )
+        return str(deployment["spec"]["template"]["metadata"]["annotations"][ANNOTATION_SECRETS_VERSION])
+
+    for component, rolls in (("poller", True), (CONSUMER, False), (INFERENCE, False)):
+        assert (secrets_version(component) != secrets_version(component, lake="2")) is rolls, component
+    moved = {**S3_LANDING, "endpointUrl": "https://s3.internal:9443"}
+    after = parse_spec({**BASE, "source": {**S3_SOURCE, "http": {**S3_SOURCE["http"], "landing": moved}}})
+    assert config_hash(spec, "poller") != config_hash(after, "poller")
+    assert config_hash(spec, CONSUMER) == config_hash(after, CONSUMER)
+    assert config_hash(spec, INFERENCE) == config_hash(after, INFERENCE)

@@ -71,6 +71,12 @@ HTTP_SOURCE = {
 
 
 TRACKING = {"uri": "https://mlflow.example", "credentialsSecretRef": {"name": "mlflow"}}
+S3_LANDING = {
+    "url": "s3://lake/raw/http",
+    "endpointUrl": "http://minio.storage:9000",
+    "region": "eu-west-1",
+    "credentialsSecretRef": {"name": "lake"},
+}
 
 
 @pytest.mark.parametrize(
@@ -79,8 +85,9 @@ TRACKING = {"uri": "https://mlflow.example", "credentialsSecretRef": {"name": "m
         {},
         {"source": HTTP_SOURCE},
         {"mode": "fused", "model": {"name": "models:/tweets@champion", "tracking": TRACKING}},
+        {"source": {**HTTP_SOURCE, "http": {**HTTP_SOURCE["http"], "landing": S3_LANDING}}},
     ],
-    ids=["minimal", "http-source", "fused-registry-model"],
+    ids=["minimal", "http-source", "fused-registry-model", "s3-landing"],
 )
 async def test_server_fills_the_same_defaults_as_the_operator_spec_model(
     api: client.ApiClient, namespace: str, change: dict[str, Any]
@@ -128,6 +135,17 @@ def _http(**http: Any) -> dict[str, Any]:
         (_http(timeoutSeconds=601), "spec.source.http.timeoutSeconds"),
         (_http(headersSecretRef={"name": "Not_A_Name"}), "spec.source.http.headersSecretRef.name"),
         (_http(landing={"collection": "1pages"}), "spec.source.http.landing.collection"),
+        # Credentials come from a Secret, never in the endpoint's URL.
+        (
+            _http(landing={**S3_LANDING, "endpointUrl": "http://key:s3cr3t@minio:9000"}),
+            "spec.source.http.landing.endpointUrl",
+        ),
+        (_http(landing={**S3_LANDING, "endpointUrl": "minio:9000"}), "spec.source.http.landing.endpointUrl"),
+        (_http(landing={**S3_LANDING, "region": "EU West"}), "spec.source.http.landing.region"),
+        (
+            _http(landing={**S3_LANDING, "credentialsSecretRef": {}}),
+            "spec.source.http.landing.credentialsSecretRef.name",
+        ),
         ({"mode": "batch"}, "spec.mode"),
         ({"model": {"tracking": {"uri": "mlflow:5000"}}}, "spec.model.tracking.uri"),
         ({"model": {"tracking": {"credentialsSecretRef": {"name": "m"}}}}, "spec.model.tracking.uri"),
@@ -222,3 +240,13 @@ def test_the_http_source_follows_the_pollers_own_rules():
     assert http["recordsPath"]["default"] == poller["records_path"].default
     assert http["intervalSeconds"]["default"] == poller["interval_seconds"].default
     assert http["landing"]["properties"]["collection"]["default"] == poller["landing_collection"].default
+
+
+def test_the_s3_landing_settings_follow_the_operators_patterns():
+    from sentiment_operator.spec import AWS_REGION, ENDPOINT_URL, K8S_NAME
+
+    landing = _schema()["properties"]["source"]["properties"]["http"]["properties"]["landing"]["properties"]
+    assert landing["endpointUrl"]["pattern"] == ENDPOINT_URL
+    assert landing["region"]["pattern"] == AWS_REGION
+    assert landing["credentialsSecretRef"]["properties"]["name"]["pattern"] == K8S_NAME
+    assert landing["credentialsSecretRef"]["required"] == ["name"]

@@ -13,10 +13,20 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from .helpers import create_secrets, eventually, free_port, host_ip, pipeline
-from .test_reconcile import _condition, _cr, _create, _deployment, _events, _patch_spec, _point_endpoints
+from .helpers import GROUP, create_secrets, eventually, free_port, host_ip, pipeline
+from .test_reconcile import (
+    _condition,
+    _cr,
+    _create,
+    _deployment,
+    _env,
+    _events,
+    _patch_spec,
+    _point_endpoints,
+)
 
 URL = "https://api.example/v1/posts?access_token=s3cr3t&lang=en"
+SECRETS_VERSION = f"{GROUP}/secrets-version"
 
 
 def _http_source(**http: Any) -> dict[str, Any]:
@@ -147,3 +157,92 @@ async def test_what_the_poller_says_of_the_api_is_the_status(api, namespace, run
         assert "s3cr3t" not in cond["message"] and "?" not in cond["message"]
     assert healed["reason"] == "AsExpected"
     assert any(t == "Warning" and r == "SourceRejected" for t, r, _ in events)
+
+
+async def test_an_s3_landing_gets_its_endpoint_region_and_credentials_on_the_poller_only(
+    api, namespace, run_operator
+):
+    """``landing.endpointUrl``/``region``/``credentialsSecretRef`` without an s3:// url are an invalid spec;
+    with one, the landing Secret is checked like the others (missing, a required key missing; sessionToken
+    is optional), its keys reach the poller as botocore's AWS_* variables (and no other pod, nor the shared
+    ConfigMap), and a changed Secret rolls the poller only."""
+    await create_secrets(api, namespace, "l")
+    core = client.CoreV1Api(api)
+    landing = {
+        "endpointUrl": "http://minio.storage:9000",
+        "region": "us-east-1",
+        "credentialsSecretRef": {"name": "l-lake"},
+    }
+
+    async def degraded(reason: str | None) -> dict[str, Any]:
+        cond = await _condition(api, namespace, "l", "Degraded")
+        assert cond["status"] == ("True" if reason else "False"), cond
+        assert reason is None or cond["reason"] == reason, cond
+        return cond
+
+    def lake(**data: str) -> client.V1Secret:
+        return client.V1Secret(metadata=client.V1ObjectMeta(name="l-lake"), string_data=data)
+
+    async def versions() -> dict[str, str]:
+        return {
+            c: (await _deployment(api, namespace, f"l-{c}"))["spec"]["template"]["metadata"]["annotations"][
+                SECRETS_VERSION
+            ]
+            for c in ("consumer", "inference", "poller")
+        }
+
+    with run_operator(namespace):
+        await _create(api, namespace, pipeline("l", namespace, source=_http_source(landing=landing)))
+        invalid = await eventually(lambda: degraded("InvalidSpec"))
+        built = await client.AppsV1Api(api).list_namespaced_deployment(namespace)
+
+        await _patch_spec(api, namespace, "l", {"source": {"http": {"landing": {"url": "s3://lake/raw"}}}})
+        not_found = await eventually(lambda: degraded("SecretNotFound"))
+        await core.create_namespaced_secret(namespace, lake(accessKeyId="AKIDLAKE"))
+        key_missing = await eventually(lambda: degraded("SecretKeyMissing"))
+        # Both required keys and no sessionToken (optional): enough.
+        await core.replace_namespaced_secret(
+            "l-lake", namespace, lake(accessKeyId="AKID", secretAccessKey="s")
+        )
+        await eventually(lambda: degraded(None))
+        poller = await eventually(lambda: _deployment(api, namespace, "l-poller"))
+        inference = await _deployment(api, namespace, "l-inference")
+        consumer = await _deployment(api, namespace, "l-consumer")
+        config_map = await core.read_namespaced_config_map("l-config", namespace)
+        before = await versions()
+
+        await core.patch_namespaced_secret("l-lake", namespace, {"stringData": {"secretAccessKey": "n3w"}})
+
+        async def rolled() -> dict[str, str]:
+            now = await versions()
+            assert now["poller"] != before["poller"], now
+            return now
+
+        after = await eventually(rolled)
+        events = await _events(api, namespace, "l")
+
+    assert invalid["message"] == (
+        "spec.source.http.landing: endpointUrl, region and credentialsSecretRef configure the S3 client "
+        "of an s3:// landing store, but landing.url is empty (pages land in the staging MongoDB): set "
+        "landing.url to s3://bucket/prefix, or remove endpointUrl, region and credentialsSecretRef"
+    )
+    assert built.items == [], "nothing is built from an invalid spec"
+    assert not_found["message"] == (
+        f"Secret 'l-lake' not found in namespace {namespace} "
+        "(keys accessKeyId, secretAccessKey, sessionToken)"
+    )
+    assert key_missing["message"] == "Secret 'l-lake' lacks key(s) secretAccessKey"
+    assert ("Warning", "InvalidSpec", invalid["message"]) in events
+    env = _env(poller["spec"]["template"]["spec"]["containers"][0])
+    assert env["AWS_ENDPOINT_URL"] == "http://minio.storage:9000"
+    assert env["AWS_DEFAULT_REGION"] == env["AWS_REGION"] == "us-east-1"
+    assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "l-lake", "key": "accessKeyId"}}
+    assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "l-lake", "key": "secretAccessKey"}}
+    assert env["AWS_SESSION_TOKEN"] == {
+        "secretKeyRef": {"name": "l-lake", "key": "sessionToken", "optional": True}
+    }
+    assert config_map.data["SENTIMENT_HTTP_LANDING_URL"] == "s3://lake/raw"
+    assert not any(k.startswith("AWS_") for k in config_map.data), "the ConfigMap reaches every worker"
+    for other in (inference, consumer):
+        assert not any(k.startswith("AWS_") for k in _env(other["spec"]["template"]["spec"]["containers"][0]))
+    assert (after["consumer"], after["inference"]) == (before["consumer"], before["inference"])

@@ -52,13 +52,18 @@ def test_every_referenced_secret_is_listed_with_the_keys_read_from_it():
 
 
 def test_one_table_says_which_secret_key_feeds_which_worker_setting():
+    from botocore.credentials import EnvProvider
     from mlflow import environment_variables as mlflow_env
     from sentiment_operator.builders import secret_env, setting_env
     from sentiment_operator.spec import CREDENTIALS, SecretRef
     from sentiment_workers.config import WorkerConfig
     from sentiment_workers.http_source.settings import HttpSourceConfig
 
-    http = {"url": "https://api.example/v1", "headersSecretRef": {"name": "api"}}
+    http = {
+        "url": "https://api.example/v1",
+        "headersSecretRef": {"name": "api"},
+        "landing": {"url": "s3://lake/raw", "credentialsSecretRef": {"name": "lake"}},
+    }
     source = {**REQUIRED["source"], "securityProtocol": "SASL_SSL", "authSecretRef": {"name": "kafka"}}
     model = {"tracking": {"uri": "https://mlflow.example", "credentialsSecretRef": {"name": "mlflow"}}}
     spec = PipelineSpec.model_validate(
@@ -69,6 +74,8 @@ def test_one_table_says_which_secret_key_feeds_which_worker_setting():
         known = WorkerConfig.model_fields.keys() | {f"http_{f}" for f in HttpSourceConfig.model_fields}
         # MLflow's own variables, as its client in the inference workers reads them.
         known |= {name.lower() for name in vars(mlflow_env) if name.startswith("MLFLOW_TRACKING_")}
+        # botocore's own credential variables, as s3fs in the poller reads them.
+        known |= {v.lower() for v in (EnvProvider.ACCESS_KEY, EnvProvider.SECRET_KEY, *EnvProvider.TOKENS)}
         assert field in known, credential
         assert isinstance(spec.secret_ref(credential.ref), SecretRef), credential
     # The Secret checks and the workers' secretKeyRef entries are both read off the table.
@@ -77,6 +84,7 @@ def test_one_table_says_which_secret_key_feeds_which_worker_setting():
         for c in CREDENTIALS
     }
     assert secret_env(spec)["SENTIMENT_HTTP_HEADERS"] == ("api", "headers")
+    assert secret_env(spec)["AWS_SECRET_ACCESS_KEY"] == ("lake", "secretAccessKey")
     plain = PipelineSpec.model_validate(REQUIRED)
     assert "SENTIMENT_KAFKA_SASL_PASSWORD" not in secret_env(plain), "no Secret referenced: no credential"
     assert set(plain.secret_refs()) == {"mongo", "mysql"}
@@ -99,6 +107,45 @@ def test_the_headers_secret_is_a_credential_of_the_http_source():
     spec = parse_spec({**REQUIRED, "source": {**REQUIRED["source"], "kind": "http", "http": http}})
     assert spec.credentials()["http_headers"] == ("api-headers", "headers")
     assert spec.secret_refs()["api-headers"] == ("headers",)
+
+
+def _landing(**landing: Any) -> dict[str, Any]:
+    http = {**HTTP, "landing": landing}
+    return {**REQUIRED, "source": {**REQUIRED["source"], "kind": "http", "http": http}}
+
+
+def test_the_s3_settings_of_the_landing_store_need_an_s3_url():
+    """endpointUrl, region and the credentials configure the poller's S3 client: without an s3:// landing
+    url nothing would read them, which is a mistake worth saying."""
+    minio = {"endpointUrl": "http://minio.storage:9000", "credentialsSecretRef": {"name": "lake"}}
+    with pytest.raises(InvalidSpec) as empty:
+        parse_spec(_landing(**minio))
+    with pytest.raises(InvalidSpec) as path:
+        parse_spec(_landing(url="/data/landing", region="eu-west-1"))
+
+    assert str(empty.value) == (
+        "spec.source.http.landing: endpointUrl and credentialsSecretRef configure the S3 client of an s3:// "
+        "landing store, but landing.url is empty (pages land in the staging MongoDB): set landing.url to "
+        "s3://bucket/prefix, or remove endpointUrl and credentialsSecretRef"
+    )
+    assert str(path.value) == (
+        "spec.source.http.landing: region configures the S3 client of an s3:// landing store, but "
+        "landing.url '/data/landing' is not an s3:// URL: set landing.url to s3://bucket/prefix, or remove "
+        "region"
+    )
+    spec = parse_spec(_landing(url="s3://lake/raw/http", region="eu-west-1", **minio))
+    assert spec.source.http is not None and spec.source.http.landing.s3
+    assert parse_spec(_landing(url="s3a://lake/raw")).source.http is not None, "s3fs serves s3a:// too"
+
+
+def test_the_landing_credentials_are_two_required_keys_and_an_optional_session_token():
+    spec = parse_spec(_landing(url="s3://lake/raw", credentialsSecretRef={"name": "lake"}))
+    assert spec.secret_refs()["lake"] == ("accessKeyId", "secretAccessKey", "sessionToken")
+    assert spec.optional_keys() == {"lake": ("sessionToken",)}
+    assert spec.credentials()["aws_access_key_id"] == ("lake", "accessKeyId")
+    assert spec.credentials()["aws_session_token"] == ("lake", "sessionToken")
+    without = parse_spec(_landing(url="s3://lake/raw"))
+    assert not any(setting.startswith("aws_") for setting in without.credentials()), "the pod's identity"
 
 
 def test_a_registry_model_needs_a_tracking_server():
