@@ -243,7 +243,7 @@ class ObjectStore:
         except (ImportError, ValueError) as exc:  # fsspec, or the protocol's package (s3fs), not installed
             raise ValueError(
                 f"cannot use SENTIMENT_HTTP_LANDING_URL={url.split('?')[0]!r}: {type(exc).__name__}: {exc} "
-                "(object stores need the 'batch' extra: fsspec, and s3fs for s3://)"
+                "(an object store needs fsspec and its protocol's package: s3fs for s3://, gcsfs for gs://)"
             ) from None
         self.root = root.rstrip("/")
         self.local = "file" in (
