@@ -593,14 +593,19 @@ def test_a_model_registered_in_mlflow_serves_the_pipeline(
         release, {"model": {"name": "models:/e2e-spam@champion", "tracking": {"uri": mlflow_for_pods}}}
     )
     try:
+
+        def rendered_for_the_registry() -> bool:
+            config = release.get(f"configmap/{PIPELINE}-config")["data"]
+            dep = _deployment(release, "inference") or {}
+            volumes = dep["spec"]["template"]["spec"].get("volumes", [])
+            return config.get("MLFLOW_TRACKING_URI") == mlflow_for_pods and any(
+                v.get("name") == "model-cache" and "emptyDir" in v for v in volumes
+            )
+
         eventually(
-            lambda: any(
-                e.get("name") == "MLFLOW_TRACKING_URI" and e.get("value") == mlflow_for_pods
-                for c in (_deployment(release, "inference") or {})["spec"]["template"]["spec"]["containers"]
-                for e in c.get("env", [])
-            ),
+            rendered_for_the_registry,
             timeout=180,
-            what="inference Deployment with MLFLOW_TRACKING_URI",
+            what="MLFLOW_TRACKING_URI in the pipeline's ConfigMap, a model-cache volume on inference",
         )
         release.kubectl(
             "rollout", "status", f"deployment/{PIPELINE}-inference", "--timeout=600s", timeout=630
