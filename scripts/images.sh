@@ -13,7 +13,9 @@
 #   scripts/images.sh refs [IMAGE...]    print the image references
 #   scripts/images.sh sizes [IMAGE...]   print each image's size
 #   scripts/images.sh prune              remove untagged images (superseded ones and the layer cache; buildah's
-#                                        store grows by about a worker image per rebuild of changed code)
+#                                        store grows by about a worker image per rebuild of changed code;
+#                                        `build` prunes by itself when the store or the free disk crosses
+#                                        IMAGES_STORE_MAX_GB / IMAGES_MIN_FREE_GB)
 #
 # Builders: with a Docker engine that answers (`docker info`), `docker build`. Without one, buildah (installed from
 # Debian when missing), daemonless: the Dockerfiles' base image (FROM python:3.11.13-slim-bookworm) cannot be pulled
@@ -30,6 +32,8 @@
 #   WORKER_DOCKERFILE  Dockerfile of the worker image (default docker/worker.Dockerfile)
 #   SENTIMENT_CACHE    cache root (default ~/.cache/sentiment-pipeline): buildah's store, the base rootfs
 #   DEBIAN_MIRROR      mirror debootstrap uses (default http://deb.debian.org/debian)
+#   IMAGES_STORE_MAX_GB, IMAGES_MIN_FREE_GB   buildah: prune before a build above this store size (default 30)
+#                      or below this much free disk (default 25)
 #   NODE_DIR           state folder of the one-node cluster (import; default .dev/node, see node-cluster.sh)
 set -euo pipefail
 
@@ -201,6 +205,7 @@ build() {
   b=$(builder)
   if [ "$b" = buildah ]; then
     ensure_buildah
+    keep_room
     ensure_base
     build_volumes
   fi
@@ -222,6 +227,22 @@ build() {
     *) ref_of "$image" >/dev/null ;;
     esac
   done
+}
+
+# buildah's store grows by the changed layers of every rebuild (a worker image's venv each time workers/ changes)
+# and the disk may be shared: prune it before a build when it is over IMAGES_STORE_MAX_GB or the disk has less than
+# IMAGES_MIN_FREE_GB free (an e2e run needs about 15 GB beyond the store: containerd's copy of the images, unpacked,
+# and the export it imports from). Pruning costs a full rebuild, so it happens only then.
+keep_room() {
+  local store=$IMAGES_CACHE/storage free used
+  [ -d "$store" ] || return 0
+  free=$(df --output=avail -BG "$IMAGES_CACHE" | tail -1 | tr -dc 0-9)
+  used=$(du -sx -BG "$store" 2>/dev/null | cut -f1 | tr -dc 0-9)
+  if [ "$free" -lt "${IMAGES_MIN_FREE_GB:-25}" ] || [ "$used" -gt "${IMAGES_STORE_MAX_GB:-30}" ]; then
+    log "store ${used} GB, disk ${free} GB free: pruning untagged images (this build redoes cached steps)"
+    prune buildah
+    log "store $(du -sx -BG "$store" | cut -f1), disk $(df --output=avail -BG "$IMAGES_CACHE" | tail -1 | tr -d ' ') free"
+  fi
 }
 
 # Untagged images: those a rebuilt tag left behind, and the build cache. Not automatic: it also drops the cached

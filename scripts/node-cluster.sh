@@ -222,7 +222,7 @@ port: 10250
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
 readOnlyPort: 0
-evictionHard: {memory.available: "200Mi", nodefs.available: "2%", imagefs.available: "2%"}
+evictionHard: {memory.available: "200Mi", nodefs.available: "1Gi", imagefs.available: "1Gi"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false

@@ -56,6 +56,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if item.get_closest_marker("e2e") is None]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed e2e step's report carries the cluster's state at that moment (Kube.diagnose): a CI log is
+    often all there is to go on."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed or item.get_closest_marker("e2e") is None:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    kube = funcargs.get("kube") or getattr(funcargs.get("release"), "kube", None)
+    if isinstance(kube, Kube):
+        try:
+            report.sections.append(("cluster at failure", kube.diagnose()))
+        except Exception as exc:  # diagnostics must never hide the failure itself
+            report.sections.append(("cluster at failure", f"could not read it: {exc!r}"))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not TIMINGS:
         return
