@@ -4,6 +4,7 @@ poller wired to them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -136,3 +137,26 @@ async def topic_messages(config: WorkerConfig) -> list[tuple[bytes | None, bytes
         return out
     finally:
         await consumer.stop()
+
+
+async def run_killed_at(poller: HttpPoller, target: Any, attribute: str, call: int, why: str) -> None:
+    """One ``run_once`` of ``poller`` killed at the ``call``-th call of ``target.attribute``: that call raises
+    KeyboardInterrupt instead of running, which, like SIGKILL, leaves nothing of the run after that point. The
+    attribute is restored afterwards, so the next run is a clean restart."""
+    real = getattr(target, attribute)
+    calls = 0
+
+    async def killed(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            raise KeyboardInterrupt(why)
+        return await real(*args, **kwargs)
+
+    setattr(target, attribute, killed)
+    try:
+        assert await poller.acquire(asyncio.Event())
+        with pytest.raises(KeyboardInterrupt):
+            await poller.run_once()
+    finally:
+        setattr(target, attribute, real)

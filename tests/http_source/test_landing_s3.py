@@ -5,7 +5,6 @@ of its body, a page fetched again is not stored again, and the objects are read 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -16,7 +15,7 @@ import pytest
 from sentiment_workers.adapters.landing import LandingStore
 
 from tests import s3_server as s3
-from tests.http_source.conftest import source_config, source_env, topic_messages
+from tests.http_source.conftest import run_killed_at, source_config, source_env, topic_messages
 from tests.http_source.test_cli import error_lines, poll
 
 s3_server = s3.s3_server
@@ -84,21 +83,9 @@ async def test_a_page_written_to_s3_by_a_poller_killed_before_recording_it_is_re
     prefix = s3_server.prefix("orphan")
     source = source_config(api, config, landing_url=f"s3://{s3_server.bucket}/{prefix}")
     poller = await make_poller(source, metrics)
-    real_insert = poller.landing.pages.insert_one
-    inserts = 0
-
-    async def crash_on_second(document, *args, **kwargs):
-        nonlocal inserts
-        inserts += 1
-        if inserts == 2:
-            raise KeyboardInterrupt("killed after writing the object, before recording it")
-        return await real_insert(document, *args, **kwargs)
-
-    poller.landing.pages.insert_one = crash_on_second
-    assert await poller.acquire(asyncio.Event())
-    with pytest.raises(KeyboardInterrupt):
-        await poller.run_once()
-    poller.landing.pages.insert_one = real_insert
+    await run_killed_at(
+        poller, poller.landing.pages, "insert_one", 2, "killed after writing the object, before recording it"
+    )
     written = s3_server.objects(f"{prefix}/{source.source_name}")
 
     summary = await poller.run_once()

@@ -21,7 +21,7 @@ from sentiment_workers.http_source.poller import HttpPoller, LeaseHeldError
 from sentiment_workers.messages import utcnow
 
 from tests.dataplane.helpers import sample_value
-from tests.http_source.conftest import source_config, topic_messages
+from tests.http_source.conftest import run_killed_at, source_config, topic_messages
 from tests.http_source.paged_api import VARIANTS
 
 
@@ -134,21 +134,7 @@ async def test_killed_after_landing_before_moving_the_position_it_resumes_from_t
 ):
     api = paged_api("cursor", pages=4)
     poller = await make_poller(source_config(api, config), metrics)
-    real_advance = poller.landing.advance
-    calls = 0
-
-    async def crash_on_third(*args, **kwargs):
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise KeyboardInterrupt("killed between landing and moving the position")
-        await real_advance(*args, **kwargs)
-
-    poller.landing.advance = crash_on_third  # type: ignore[method-assign]
-    assert await poller.acquire(asyncio.Event())
-    with pytest.raises(KeyboardInterrupt):
-        await poller.run_once()
-    poller.landing.advance = real_advance  # type: ignore[method-assign]
+    await run_killed_at(poller, poller.landing, "advance", 3, "killed after landing, before moving on")
     assert len(await landed_pages(poller)) == 3
     assert sum(1 for p in await landed_pages(poller) if p["published_at"] is None) == 1
 
@@ -166,21 +152,8 @@ async def test_killed_after_moving_the_position_before_publishing_it_republishes
 ):
     api = paged_api("next_link", pages=4)
     poller = await make_poller(source_config(api, config), metrics)
-    real_send = poller.producer.send
-    sends = 0
-
-    async def crash_mid_page(*args, **kwargs):
-        nonlocal sends
-        sends += 1
-        if sends == 8:  # the second page, three records sent
-            raise KeyboardInterrupt("killed while publishing")
-        return await real_send(*args, **kwargs)
-
-    poller.producer.send = crash_mid_page  # type: ignore[method-assign]
-    assert await poller.acquire(asyncio.Event())
-    with pytest.raises(KeyboardInterrupt):
-        await poller.run_once()
-    poller.producer.send = real_send  # type: ignore[method-assign]
+    # The 8th send: the second page, three of its records sent.
+    await run_killed_at(poller, poller.producer, "send", 8, "killed while publishing")
     state = await poller.landing.state(poller.name)
     assert state.seq == 2, "the position had moved past the page being published"
 
@@ -250,21 +223,9 @@ async def test_an_object_landed_by_a_poller_killed_before_recording_it_is_still_
 ):
     api = paged_api("cursor", pages=2)
     poller = await make_poller(source_config(api, config, landing_url=str(tmp_path)), metrics)
-    real_insert = poller.landing.pages.insert_one
-    inserts = 0
-
-    async def crash_on_second(document, *args, **kwargs):
-        nonlocal inserts
-        inserts += 1
-        if inserts == 2:
-            raise KeyboardInterrupt("killed after writing the object, before recording it")
-        return await real_insert(document, *args, **kwargs)
-
-    poller.landing.pages.insert_one = crash_on_second  # type: ignore[method-assign]
-    assert await poller.acquire(asyncio.Event())
-    with pytest.raises(KeyboardInterrupt):
-        await poller.run_once()
-    poller.landing.pages.insert_one = real_insert  # type: ignore[method-assign]
+    await run_killed_at(
+        poller, poller.landing.pages, "insert_one", 2, "killed after writing the object, before recording it"
+    )
 
     summary = await poller.run_once()
 
