@@ -537,6 +537,9 @@ def build_candidate(
 
 def write_model_dir(output: Path, model: Any, tokenizer_json: str, recipe: dict[str, Any]) -> None:
     """The model fp16 with its tokenizer and ``training_args.json``."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar in the build's log
     output.mkdir(parents=True, exist_ok=True)
     copy.deepcopy(model).half().save_pretrained(output)
     (output / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
@@ -570,7 +573,9 @@ def reproduce_command(settings: CandidateSettings) -> str:
         "max_length": "--max-length",
         "seed": "--seed",
         "learning_rate": "--learning-rate",
+        "weight_decay": "--weight-decay",
         "batch_size": "--batch-size",
+        "validation_fraction": "--validation-fraction",
         "words": "--words",
         "kept_ids": "--kept-ids",
         "sets": "--sets",
