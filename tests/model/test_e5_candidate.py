@@ -303,12 +303,15 @@ def test_without_the_packages_train_kind_e5_is_one_clear_line_and_writes_nothing
     assert not (tmp_path / "model").exists()
 
 
-def test_kind_e5_takes_no_data_and_whole_epochs(tmp_path: Path) -> None:
+def test_kind_e5_usage_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+    """Wrong options (status 2) and a missing folder of sets (status 1: run from outside the checkout, the
+    default ``data/eval`` is not there)."""
     cases = [
-        (("--data", "x.csv", "--task", "t"), "takes no --data or --task"),
-        (("--epochs", "1.5"), "--kind e5 trains whole epochs"),
+        (("--data", "x.csv", "--task", "t"), 2, "takes no --data or --task"),
+        (("--epochs", "1.5"), 2, "--kind e5 trains whole epochs"),
+        ((), 1, "error: data/eval: no such folder of evaluation sets"),
     ]
-    for args, says in cases:
+    for args, status, says in cases:
         done = subprocess.run(
             [
                 sys.executable,
@@ -325,5 +328,7 @@ def test_kind_e5_takes_no_data_and_whole_epochs(tmp_path: Path) -> None:
             check=False,
             cwd=tmp_path,
         )
-        assert done.returncode == 2, (args, done.stderr)
+        assert done.returncode == status, (args, done.stderr)
         assert done.stderr.startswith("error: ") and says in done.stderr, (args, done.stderr)
+        assert done.stderr.count("\n") == 1, (args, done.stderr)
+    assert not (tmp_path / "trained").exists()
