@@ -71,7 +71,7 @@ RUN python -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"
     && pip uninstall --yes pip setuptools wheel
 
 # The project's own code, pure Python, for both variants: /opt/app, installed without dependencies by the pip
-# of a venv at /opt/venv (the console script /opt/app/bin/sentiment-pipeline starts with #!/opt/venv/bin/python3,
+# of a venv at /opt/venv (the console script /opt/app/bin/sentiment-pipeline starts with #!/opt/venv/bin/python,
 # the runtime's venv), found through PYTHONPATH (importlib.metadata too: the dist-info is there). Byte-compiled
 # strictly: a syntax error in the project fails the build.
 FROM python:3.11.13-slim-bookworm AS app
