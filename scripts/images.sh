@@ -13,7 +13,8 @@
 #   scripts/images.sh refs [IMAGE...]    print the image references
 #   scripts/images.sh sizes [IMAGE...]   print each image's size
 #   scripts/images.sh prune              remove untagged images (superseded ones and the layer cache; buildah's
-#                                        store grows by about a worker image per rebuild of changed code;
+#                                        store grows by the changed layers of each rebuild: MBs for code,
+#                                        GBs when pyproject.toml changes the dependency layers;
 #                                        `build` prunes by itself when the store or the free disk crosses
 #                                        IMAGES_STORE_MAX_GB / IMAGES_MIN_FREE_GB)
 #
@@ -229,8 +230,8 @@ build() {
   done
 }
 
-# buildah's store grows by the changed layers of every rebuild (a worker image's venv each time workers/ changes)
-# and the disk may be shared: prune it before a build when it is over IMAGES_STORE_MAX_GB or the disk has less than
+# buildah's store grows by the changed layers of every rebuild (the dependency venvs, GBs, when pyproject.toml
+# changes; the project's own layer, MBs, otherwise) and the disk may be shared: prune it before a build when it is over IMAGES_STORE_MAX_GB or the disk has less than
 # IMAGES_MIN_FREE_GB free (an e2e run needs about 15 GB beyond the store: containerd's copy of the images, unpacked,
 # and the export it imports from). Pruning costs a full rebuild, so it happens only then.
 keep_room() {
