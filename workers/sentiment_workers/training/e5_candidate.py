@@ -760,6 +760,7 @@ def final_evaluation(
     Stored in ``metrics.json`` under :data:`FINAL_KEY` (the other keys are kept) and returned. This is the
     only place the test splits are read: the choice of the epoch is made before, on dev only."""
     from sentiment_workers.model import load_classifier
+    from sentiment_workers.model.threads import default_threads
     from sentiment_workers.training.tasks import bake_onnx_int8
 
     recipe = _read_json(output / "training_args.json")
@@ -771,7 +772,7 @@ def final_evaluation(
     except domain_eval.EvalSetError as exc:
         raise CandidateError(str(exc)) from None
     tweets = heldout_tweets(recipe, examples)
-    threads = threads or settings.threads
+    threads = threads or settings.threads or default_threads()
     onnx = bake_onnx_int8(output)  # already baked by the build: found, not redone
     began = time.perf_counter()
     predictors: dict[str, Callable[[Sequence[str]], list[str]]] = {"vader": domain_eval.vader_predictor()}
