@@ -150,6 +150,8 @@ def test_the_int8_sentence_names_the_language_that_loses_most() -> None:
 def test_the_e5_card_renders_its_tables_and_sentences_from_the_metrics() -> None:
     card = render_e5_model_card(metrics(), training_args())
     assert card.startswith("# sentiment-e5: the default offline sentiment model\n")
+    assert card.endswith("under Apache-2.0.\n") and "\n\n\n" not in card
+    assert max(len(line) for line in card.splitlines() if not line.startswith("|")) <= 110
     assert "| en-news (100) | 0.7380 | 0.7160 | 0.6960 | -0.0220 | -0.0420 |" in card
     assert "| **mean of 3** | 0.5547 | 0.8233 | 0.7910 | +0.2687 | +0.2363 |" in card
     assert "| sets >= VADER + 0.05 | - | 2/3 | 2/3 |  |  |" in card  # dev

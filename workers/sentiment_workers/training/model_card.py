@@ -330,7 +330,7 @@ def reflow(markdown: str, width: int = 110) -> str:
             blocks.append("\n".join(fill(item, "- ", "  ") for item in items))
         else:
             blocks.append(fill(block))
-    return "\n\n".join(blocks)
+    return "\n\n".join(blocks).rstrip("\n") + "\n"
 
 
 def _files_table(facts: dict[str, Any]) -> str:
