@@ -90,12 +90,12 @@ RUN pip install --no-deps --no-compile --target /opt/app . \
 # The default model, with its onnx-int8 export built now (torch and the project): the runtime finds
 # <model>/onnx/<hash>/ before any cache, so pods on a read-only root filesystem never export or quantize at start.
 FROM deps AS model
-COPY models/sentiment-minilm/ /opt/sentiment/models/sentiment-minilm/
+COPY models/sentiment-e5/ /opt/sentiment/models/sentiment-e5/
 COPY --from=app /opt/app /opt/app
 ENV PYTHONPATH=/opt/app \
     PATH=/opt/app/bin:/opt/venv/bin:$PATH
 RUN HF_HUB_OFFLINE=1 python -m sentiment_workers.model.prepare \
-      --model /opt/sentiment/models/sentiment-minilm --into-model-dir
+      --model /opt/sentiment/models/sentiment-e5 --into-model-dir
 
 # What both variants share: the non-root user and the run-time environment.
 FROM python:3.11.13-slim-bookworm AS runtime
@@ -120,7 +120,7 @@ ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     MPLCONFIGDIR=/tmp/.cache/matplotlib \
-    SENTIMENT_MODEL_DIR=/opt/sentiment/models/sentiment-minilm \
+    SENTIMENT_MODEL_DIR=/opt/sentiment/models/sentiment-e5 \
     SENTIMENT_METRICS_PORT=9000 \
     SENTIMENT_LOG_FORMAT=json
 WORKDIR /tmp

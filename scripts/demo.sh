@@ -6,7 +6,7 @@
 #   DEMO_DATASET (data/sample_tweets.jsonl)   DEMO_PNG (out/demo-report.png)
 #   DEMO_CONSUMER_METRICS_PORT (9101)  DEMO_WORKER_METRICS_PORT (9102): /metrics of the two workers
 #   DEMO_KEEP_SERVICES=1   leave the servers running afterwards (e.g. to look at them with `make services`)
-#   SENTIMENT_MODEL_NAME   model to use (default: the shipped model, models/sentiment-minilm)
+#   SENTIMENT_MODEL_NAME   model to use (default: the shipped model, models/sentiment-e5)
 # Re-running the demo is safe: message ids are stable, so the warehouse still holds one row per message.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,7 +33,7 @@ if [ -z "${SENTIMENT_MODEL_NAME:-}" ] && ! .venv/bin/python -c \
   # a tiny random model, and say loudly that its labels mean nothing.
   export SENTIMENT_MODEL_NAME=$SERVICES_DIR/demo-tiny-model
   .venv/bin/python -c 'import sys; from pathlib import Path; from sentiment_workers.model.testing import build_tiny_model; build_tiny_model(Path(sys.argv[1]))' "$SENTIMENT_MODEL_NAME"
-  say "WARNING: models/sentiment-minilm is missing (run 'make train'); using a RANDOM tiny model: labels are meaningless"
+  say "WARNING: models/sentiment-e5 is missing (run 'make train'); using a RANDOM tiny model: labels are meaningless"
 fi
 
 expected=$(grep -c . "$DATASET")

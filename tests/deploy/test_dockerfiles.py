@@ -23,7 +23,7 @@ import pytest
 from tests.deploy._tools import DOCKER_DIR, REPO, TOOLS_BIN, lint_tool, run
 
 IMAGES = ("operator", "worker")
-MODEL_DIR = "/opt/sentiment/models/sentiment-minilm"
+MODEL_DIR = "/opt/sentiment/models/sentiment-e5"
 # The final images: third-party dependencies in /opt/venv, the project's own code in /opt/app.
 VENV, APP = "/opt/venv", "/opt/app"
 # The images' interpreter is Python 3.11, like the project's venv.
@@ -178,7 +178,7 @@ def test_worker_bakes_in_the_model_and_stays_offline(target: str) -> None:
     assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
     assert env["SENTIMENT_MODEL_DIR"] == MODEL_DIR
     model = _stage(stages, "model")
-    assert any(args.endswith(f"models/sentiment-minilm/ {MODEL_DIR}/") for args in model.all("COPY"))
+    assert any(args.endswith(f"models/sentiment-e5/ {MODEL_DIR}/") for args in model.all("COPY"))
     # The onnx-int8 export is built into the model folder at image build time, not at pod start, with torch
     # (the stage starts from the torch dependencies) and the project (its layer, on PYTHONPATH).
     assert any("sentiment_workers.model.prepare" in r and "--into-model-dir" in r for r in model.all("RUN"))
@@ -465,9 +465,9 @@ def _build_context(tmp_path: Path) -> set[str]:
     """
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
     extra = [
-        "models/sentiment-minilm/config.json",
-        "models/sentiment-minilm/model.safetensors",
-        "models/sentiment-minilm/onnx/model-int8.onnx",
+        "models/sentiment-e5/config.json",
+        "models/sentiment-e5/model.safetensors",
+        "models/sentiment-e5/onnx/model-int8.onnx",
         ".venv/bin/python",
         ".dev/tools/bin/hadolint",
         "workers/sentiment_workers/__pycache__/config.cpython-311.pyc",
@@ -498,10 +498,12 @@ def test_build_context_holds_what_the_images_copy_and_nothing_else(tmp_path: Pat
         "README.md",
         "workers/sentiment_workers/config.py",
         "operator/sentiment_operator/__main__.py",
-        "models/sentiment-minilm/model.safetensors",
-        "models/sentiment-minilm/config.json",
+        "models/sentiment-e5/model.safetensors",
+        "models/sentiment-e5/config.json",
     ):
         assert needed in context, f"{needed} is excluded by .dockerignore"
+    # Only the default model goes into the images; the earlier English one stays in the repository.
+    assert not [path for path in context if path.startswith("models/sentiment-minilm/")]
     for path in context:
         top = path.split("/", 1)[0]
         # Docker always sends .dockerignore itself.

@@ -45,7 +45,7 @@ def tiny_model_without_labels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_model() -> Path:
-    """The default model committed under models/sentiment-minilm (must exist in every clone)."""
+    """The default model committed under models/sentiment-e5 (must exist in every clone)."""
     path = default_model_dir()
     assert (path / "model.safetensors").is_file(), f"the shipped model is missing at {path}"
     return path

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sentiment_workers.model import ModelLoadError, Prediction, load_classifier
+from sentiment_workers.model.source import DEFAULT_MODEL_NAME
 from sentiment_workers.model.testing import build_tiny_model
 
 from .conftest import SAMPLE_TEXTS
@@ -117,7 +118,7 @@ def test_default_model_dir_can_be_overridden_by_env(
 ) -> None:
     monkeypatch.setenv("SENTIMENT_MODEL_DIR", str(tiny_model))
     classifier = load_classifier("default")
-    assert classifier.model_id.startswith("sentiment-minilm@")
+    assert classifier.model_id.startswith(f"{DEFAULT_MODEL_NAME}@")
     assert classifier.labels == ["negative", "neutral", "positive"]
 
 

@@ -244,6 +244,7 @@ def test_train_command_errors_are_one_line(spam_csv: Path, tmp_path: Path) -> No
     cases = [
         (("--data", str(spam_csv)), 2, "error: invalid value for '--task': --data needs --task NAME"),
         (("--task", "spam"), 2, "error: invalid value for '--task': --task needs --data"),
+        (("--kind", "baseline"), 2, "error: invalid value for '--kind': the baseline trains on a labelled"),
         (("--data", str(tmp_path / "none.csv"), "--task", "t"), 1, "error: "),
         (("--data", str(spam_csv), "--task", "t", "--text-column", "body"), 1, "error: "),
     ]

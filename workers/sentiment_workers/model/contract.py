@@ -19,7 +19,7 @@ class SentimentClassifier(ABC):
     """A loaded model that labels texts. ``predict`` is synchronous and CPU-bound; order is preserved."""
 
     model_id: str
-    """Identifies model, weights and backend, e.g. ``sentiment-minilm@1a2b3c4d/onnx-int8``."""
+    """Identifies model, weights and backend, e.g. ``sentiment-e5@1a2b3c4d/onnx-int8``."""
     labels: list[str]
     """Label names in class-id order (from the model config's ``id2label``)."""
     backend: str

@@ -16,7 +16,7 @@ from sentiment_workers.model.errors import ModelLoadError
 
 MODEL_DIR_ENV = "SENTIMENT_MODEL_DIR"
 """Overrides where the default model lives (container images place it outside the source tree)."""
-DEFAULT_MODEL_NAME = "sentiment-minilm"
+DEFAULT_MODEL_NAME = "sentiment-e5"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.skops")
 REGISTRY_PREFIX = "models:/"
 REGISTRY_CACHE_ENV = "SENTIMENT_MODEL_CACHE_DIR"
@@ -38,7 +38,7 @@ class ModelSource:
 
 
 def default_model_dir() -> Path:
-    """The shipped model: ``$SENTIMENT_MODEL_DIR`` if set, else ``models/sentiment-minilm`` in the repo."""
+    """The shipped model: ``$SENTIMENT_MODEL_DIR`` if set, else ``models/sentiment-e5`` in the repo."""
     override = os.environ.get(MODEL_DIR_ENV)
     if override:
         return Path(override)
