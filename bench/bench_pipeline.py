@@ -21,7 +21,7 @@ upsert and one offset commit per message, one ``find_one_and_update`` claim per 
 per text, one autocommitted INSERT per row) on ``--naive-limit`` messages.
 
 If the shipped model (models/sentiment-e5, committed) is missing, the packaged all-MiniLM-L6-v2 encoder
-with a fresh 3-class head stands in: meaningless labels, and about 2.3x cheaper per text than the default
+with a fresh 3-class head stands in: meaningless labels, and about 2.5x cheaper per text than the default
 (compare ratios only).
 """
 
