@@ -7,7 +7,9 @@
 #   DEMO_CONSUMER_METRICS_PORT (9101)  DEMO_WORKER_METRICS_PORT (9102): /metrics of the two workers
 #   DEMO_KEEP_SERVICES=1   leave the servers running afterwards (e.g. to look at them with `make services`)
 #   SENTIMENT_MODEL_NAME   model to use (default: the shipped model, models/sentiment-e5)
-# Re-running the demo is safe: message ids are stable, so the warehouse still holds one row per message.
+# Re-running the demo is safe: message ids are stable, so the warehouse still holds one row per message,
+# labelled by the run that first classified it. To see another model's labels (SENTIMENT_MODEL_NAME, or a new
+# default), start from empty stores: `SERVICES_DIR=$(mktemp -d) make demo`, or `make clean` first.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
@@ -59,4 +61,4 @@ if [ "$total" -lt "$expected" ]; then
   echo "demo: only $total of $expected messages reached the warehouse" >&2
   exit 1
 fi
-say "done: $total messages classified; chart in $PNG"
+say "done: $total messages in the warehouse, each classified once; chart in $PNG"
