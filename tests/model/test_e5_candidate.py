@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import sentiment_workers.model
 from sentiment_workers.model import load_classifier
-from sentiment_workers.training import e5_candidate
+from sentiment_workers.training import e5_candidate, written
 from sentiment_workers.training.dataset import LABELS, Example
 from sentiment_workers.training.e5_encoder import E5Header, E5Weights
 from sentiment_workers.training.tasks import bake_onnx_int8
@@ -108,6 +108,8 @@ def tiny_settings(sets: Path) -> e5_candidate.CandidateSettings:
         words=3,
         sets=sets,
         threads=1,
+        written=None,
+        case_flips=0.0,
     )
 
 
@@ -261,6 +263,78 @@ def test_the_kept_weights_are_those_of_the_best_dev_epoch_not_the_last(
     kept = sha256(tmp_path / "best-is-2" / "model.safetensors")
     assert kept == sha256(tmp_path / "two-epochs" / "model.safetensors")
     assert kept != sha256(tmp_path / "best-is-3" / "model.safetensors")
+
+
+WRITTEN = [("badly", "negative"), ("great great", "positive"), ("the the", "neutral")]
+"""Written sentences standing in for ``data/train`` (``badly`` needs the piece ``ly``, used by no tweet)."""
+
+
+@pytest.fixture(scope="module")
+def written_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("train")
+    (folder / "en-x.jsonl").write_text(
+        "".join(json.dumps(dict(text=t, label=lbl, domain="x", lang="en")) + "\n" for t, lbl in WRITTEN)
+    )
+    return folder
+
+
+def test_written_sentences_join_the_tweets_repeated_and_their_pieces_are_kept(
+    tmp_path: Path, built: Path, settings: e5_candidate.CandidateSettings, written_folder: Path
+) -> None:
+    with_written = replace(settings, written=written_folder, written_repeats=3)
+    build(tmp_path / "model", with_written)
+    recipe = json.loads((tmp_path / "model" / "training_args.json").read_text())
+    assert recipe["train_examples"] == 30 + 3 * len(WRITTEN) and recipe["written_sentences"] == len(WRITTEN)
+    assert recipe["data"]["written_sha256"] == written.folder_sha256(written_folder)
+    assert f"--written {written_folder} --written-repeats 3" in recipe["command"]
+    assert e5_candidate.settings_from_recipe(recipe) == with_written
+    kept = {
+        piece
+        for piece, _ in json.loads((tmp_path / "model" / "tokenizer.json").read_text())["model"]["vocab"]
+    }
+    assert "ly" in kept
+    assert sha256(tmp_path / "model" / "model.safetensors") != sha256(built / "model.safetensors")
+
+
+def test_case_flips_change_what_the_model_is_trained_on(
+    tmp_path: Path, built: Path, settings: e5_candidate.CandidateSettings
+) -> None:
+    build(tmp_path / "flipped", replace(settings, case_flips=1.0))
+    assert sha256(tmp_path / "flipped" / "model.safetensors") != sha256(built / "model.safetensors")
+    recipe = json.loads((tmp_path / "flipped" / "training_args.json").read_text())
+    assert "--case-flips 1.0" in recipe["command"] and "--written-repeats 0" in recipe["command"]
+
+
+def test_a_recipe_from_before_the_written_sentences_means_the_tweets_alone() -> None:
+    settings = e5_candidate.settings_from_recipe({"settings": {"seed": 42, "sets": "data/eval"}})
+    assert settings.written is None and settings.case_flips == 0.0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(written_repeats=0), "written_repeats must be at least 1"),
+        (dict(case_flips=1.5), "case_flips must be between 0 and 1"),
+    ],
+)
+def test_bad_written_settings_are_refused_before_anything_is_written(
+    tmp_path: Path, settings: e5_candidate.CandidateSettings, change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(e5_candidate.CandidateError, match=message):
+        build(tmp_path / "model", replace(settings, **change))
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_malformed_written_file_is_one_clear_error_and_writes_nothing(
+    tmp_path: Path, settings: e5_candidate.CandidateSettings
+) -> None:
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "bad.jsonl").write_text(
+        '{"text": "x", "label": "great", "domain": "d", "lang": "en"}\n'
+    )
+    with pytest.raises(e5_candidate.CandidateError, match=r"bad\.jsonl:1: label must be one of"):
+        build(tmp_path / "model", replace(settings, written=tmp_path / "train"))
+    assert not (tmp_path / "model").exists()
 
 
 def test_a_tie_keeps_the_earlier_epoch() -> None:
@@ -449,6 +523,8 @@ def test_without_the_packages_train_kind_e5_is_one_clear_line_and_writes_nothing
             str(tmp_path / "model"),
             "--sets",
             str(sets),
+            "--written-repeats",
+            "0",
         ],
         capture_output=True,
         text=True,

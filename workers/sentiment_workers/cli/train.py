@@ -112,6 +112,19 @@ def train(
     sets: Annotated[
         Path, typer.Option(help="e5: folder of evaluation sets; their dev splits choose the epoch.")
     ] = Path("data/eval"),
+    written: Annotated[
+        Path, typer.Option(help="e5: folder of hand-written labelled training sentences added to the tweets.")
+    ] = Path("data/train"),
+    written_repeats: Annotated[
+        int,
+        typer.Option(min=0, help="e5: times each written sentence is seen per epoch; 0: the tweets only."),
+    ] = 2,
+    case_flips: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="e5: fraction of training texts whose first letter's case is flipped."
+        ),
+    ] = 0.3,
 ) -> None:
     """Train a model; write its weights, metrics, training arguments (and a model card or a confusion matrix
     plot). With MLFLOW_TRACKING_URI set, the run is logged to MLflow; with --data the model is also
@@ -145,6 +158,9 @@ def train(
                 kept_ids=kept_ids,
                 sets=sets,
                 threads=threads,
+                written=written,
+                written_repeats=written_repeats,
+                case_flips=case_flips,
             ),
             output or _MODELS / "sentiment-e5",
         )
@@ -223,7 +239,11 @@ def _train_e5(values: dict[str, Any], output: Path) -> None:
     )
     from sentiment_workers.training.tasks import bake_onnx_int8
 
-    settings = CandidateSettings(**{name: value for name, value in values.items() if value is not None})
+    if values["written_repeats"] == 0:  # the tweets only
+        values |= {"written": None, "written_repeats": 1}
+    settings = CandidateSettings(
+        **{name: value for name, value in values.items() if value is not None or name == "written"}
+    )
     try:
         build_candidate(output, settings)
         onnx = bake_onnx_int8(output)

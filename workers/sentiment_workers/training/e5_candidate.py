@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from sentiment_workers.training import domain_eval, vocab_pruning
+from sentiment_workers.training import domain_eval, vocab_pruning, written
 from sentiment_workers.training.dataset import (
     LABELS,
     Example,
@@ -62,6 +62,7 @@ from sentiment_workers.training.dataset import (
 )
 from sentiment_workers.training.e5_encoder import QUERY_PREFIX, E5Weights
 from sentiment_workers.training.pipeline import package_versions
+from sentiment_workers.training.written import with_case_flips
 
 LANGUAGES = ("en", "es", "pt")
 """The languages whose commonest words the selected vocabulary keeps."""
@@ -137,6 +138,14 @@ class CandidateSettings:
     threads: int | None = None
     """torch threads (``None``: the cgroup CPU quota, as the fine-tune); two runs are bit-identical with the
     same seed and thread count."""
+    written: Path | None = Path("data/train")
+    """The folder of hand-written labelled training sentences (``training/written.py``), added to the tweets;
+    ``None``: the tweets only (the 2026-11-30 build)."""
+    written_repeats: int = 2
+    """How often each written sentence is seen per epoch (about 1,100 sentences against 18,000 tweets)."""
+    case_flips: float = 0.3
+    """The fraction of training texts whose first letter's case is flipped (``written.with_case_flips``), so
+    that "Pésimo ..." and "pésimo ..." get one label; 0 for none (the 2026-11-30 build)."""
 
     def as_json(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -467,7 +476,12 @@ def build_candidate(
     settings = settings or CandidateSettings()
     if settings.top_layers < 1:
         raise CandidateError(f"top_layers must be at least 1, not {settings.top_layers}")
+    if settings.written_repeats < 1:
+        raise CandidateError(f"written_repeats must be at least 1, not {settings.written_repeats}")
+    if not 0 <= settings.case_flips <= 1:
+        raise CandidateError(f"case_flips must be between 0 and 1, not {settings.case_flips}")
     sets = dev_sets(settings.sets)
+    written_examples = written_training(settings)
     if inputs is None:
         require_packages(settings)
         inputs = package_inputs()
@@ -478,7 +492,12 @@ def build_candidate(
         began = time.perf_counter()
         pruned, tokenizer_json = pruned_tokenizer(
             inputs.tokenizer_json,
-            kept_ids(inputs.tokenizer_json, inputs.examples, settings, inputs.words or wordfreq_words),
+            kept_ids(
+                inputs.tokenizer_json,
+                [*inputs.examples, *written_examples],
+                settings,
+                inputs.words or wordfreq_words,
+            ),
         )
         model = classifier_from_encoder(inputs.weights, pruned)
         frozen = layers - settings.top_layers
@@ -488,7 +507,8 @@ def build_candidate(
         )
 
         split = stratified_split(inputs.examples, settings.validation_fraction, settings.seed)
-        train = balanced_sample(split.train, settings.per_class, settings.seed)
+        tweets = balanced_sample(split.train, settings.per_class, settings.seed)
+        train = with_case_flips([*tweets, *written_examples], settings.case_flips, settings.seed)
         sets[HELDOUT_SET] = [
             domain_eval.EvalItem(e.text, e.label, "social", "en", "heldout") for e in split.validation
         ]
@@ -500,6 +520,9 @@ def build_candidate(
             return lower_states(model.roberta, ids, frozen, pad_id)
 
         train_states = states_of([e.text for e in train])
+        # each written sentence is encoded once and seen written_repeats times an epoch
+        train_states += train_states[len(tweets) :] * (settings.written_repeats - 1)
+        train += train[len(tweets) :] * (settings.written_repeats - 1)
         eval_states = {name: states_of([i.text for i in items]) for name, items in sets.items()}
         log(f"lower {frozen} layers: {time.perf_counter() - began:.0f} s")
 
@@ -512,9 +535,11 @@ def build_candidate(
             "settings": settings.as_json(),
             "kept_pieces": len(pruned.kept_ids),
             "train_examples": len(train),
+            "written_sentences": len(written_examples),
             "train_pool": len(split.train),
             "threads_used": torch.get_num_threads(),
-            "data": inputs.provenance,
+            "data": inputs.provenance
+            | ({"written_sha256": written.folder_sha256(settings.written)} if settings.written else {}),
             "versions": package_versions(_VERSIONED),
             "command": reproduce_command(settings),
         }
@@ -541,6 +566,16 @@ def build_candidate(
                 log(f"epoch {epoch} is the best so far: wrote {output}")
             metrics = write_metrics(output, history)
     return metrics
+
+
+def written_training(settings: CandidateSettings) -> list[Example]:
+    """The hand-written training sentences of ``settings.written`` (none when it is ``None``)."""
+    if settings.written is None:
+        return []
+    try:
+        return [sentence.example() for sentence in written.load_written(settings.written)]
+    except written.WrittenDataError as exc:
+        raise CandidateError(str(exc)) from None
 
 
 def write_model_dir(output: Path, model: Any, tokenizer_json: str, recipe: dict[str, Any]) -> None:
@@ -588,11 +623,16 @@ def reproduce_command(settings: CandidateSettings) -> str:
         "kept_ids": "--kept-ids",
         "sets": "--sets",
         "threads": "--threads",
+        "written": "--written",
+        "written_repeats": "--written-repeats",
+        "case_flips": "--case-flips",
     }
     for name, option in options.items():
         value = getattr(settings, name)
         if value != getattr(defaults, name) and value is not None:
             parts.append(f"{option} {value}")
+    if settings.written is None:
+        parts.append("--written-repeats 0")
     return " ".join(parts)
 
 
@@ -615,7 +655,10 @@ def settings_from_recipe(recipe: dict[str, Any]) -> CandidateSettings:
             "--kind e5"
         )
     recorded = dict(recipe["settings"])
-    for name in ("kept_ids", "sets"):
+    # recipes older than the written sentences and the case flips trained on the tweets alone
+    recorded.setdefault("written", None)
+    recorded.setdefault("case_flips", 0.0)
+    for name in ("kept_ids", "sets", "written"):
         if recorded.get(name) is not None:
             recorded[name] = Path(recorded[name])
     known = set(CandidateSettings.__dataclass_fields__)
