@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 import sentiment_workers.model
 from sentiment_workers.model import load_classifier
-from sentiment_workers.training import e5_candidate, written
+from sentiment_workers.training import domain_eval, e5_candidate, written
 from sentiment_workers.training.dataset import LABELS, Example
 from sentiment_workers.training.e5_encoder import E5Header, E5Weights
 from sentiment_workers.training.tasks import bake_onnx_int8
@@ -422,6 +423,37 @@ def test_the_final_step_scores_dev_test_and_the_held_out_tweets_with_vader_torch
     assert model["architecture"] == "XLMRobertaForSequenceClassification" and model["layers"] == LAYERS
     assert model["onnx_int8"].startswith("onnx/") and (finished / model["onnx_int8"]).is_file()
     assert model["file_bytes"]["model.safetensors"] == (finished / "model.safetensors").stat().st_size
+
+
+def test_the_final_step_counts_the_labels_a_flipped_first_letter_changes_per_language() -> None:
+    """Scripted predictors: one that reads only the first letter's case changes every label it sees
+    flipped, one that ignores case changes none."""
+    items = [
+        domain_eval.EvalItem(text, "neutral", "d", lang, "dev")
+        for text, lang in [("Good", "en"), ("bad", "en"), ("Bueno", "es"), ("!!!", "es")]
+    ]
+
+    def by_case(texts: Sequence[str]) -> list[str]:
+        return [
+            "positive" if t[:1].isupper() else "negative" if t[:1].islower() else "neutral" for t in texts
+        ]
+
+    changes = e5_candidate.case_flip_changes(
+        items, {"torch": by_case, "onnx-int8": lambda texts: ["neutral" for _ in texts]}
+    )
+    assert changes["torch"] == {
+        "en": {"n": 2, "changed": 2},
+        "es": {"n": 2, "changed": 1},  # "!!!" has no letter to flip
+        "all": {"n": 4, "changed": 3},
+    }
+    assert changes["onnx-int8"]["all"] == {"n": 4, "changed": 0}
+
+
+def test_the_finished_build_records_its_case_flip_changes(finished: Path) -> None:
+    flips = json.loads((finished / "metrics.json").read_text())["final"]["case_flip"]
+    for backend in ("torch", "onnx-int8"):
+        assert flips[backend]["all"]["n"] == sum(len(items) for items in DEV.values()) + 2 * 3
+        assert 0 <= flips[backend]["all"]["changed"] <= flips[backend]["all"]["n"]
 
 
 def test_the_model_card_renders_every_dev_and_test_set_with_the_numbers_of_metrics_json(

@@ -161,3 +161,35 @@ def test_the_e5_card_renders_its_tables_and_sentences_from_the_metrics() -> None
     assert " ".join(weakest_domain(metrics()["final"]).split()) in words
     assert " ".join(int8_loss(metrics()["final"]).split()) in words
     assert "56,249" in card and "43,200,000 parameters" in card and "66.3 MB" in card
+
+
+def test_the_e5_card_names_the_written_sentences_the_case_flips_and_their_measured_effect() -> None:
+    args = training_args()
+    args["settings"] |= {"written": "data/train", "written_repeats": 2, "case_flips": 0.3}
+    args |= {"written_sentences": 1140, "train_examples": 18000 + 2 * 1140}
+    args["data"]["written_sha256"] = "abcdef0123456789" + "0" * 48
+    measured = metrics()
+    measured["final"]["case_flip"] = {
+        "onnx-int8": {
+            "en": {"n": 1000, "changed": 20},
+            "es": {"n": 500, "changed": 15},
+            "all": {"n": 1500, "changed": 35},
+        }
+    }
+    words = " ".join(render_e5_model_card(measured, args).split())
+    assert "(18,000 tweets)" in words
+    assert "Also trained on 1,140 hand-written, hand-labelled sentences of `data/train`" in words
+    assert "sha256 `abcdef0123456789…`), each seen 2 times an epoch" in words
+    assert "flipped on a seeded 30% of the training texts" in words
+    assert (
+        "changes the onnx-int8 label of 35 of the 1,500 evaluation texts (2.3%: English 2.0%, Spanish 3.0%)"
+        in words
+    )
+    assert "Hand-written training sentences (`data/train`): written for the project, Apache-2.0." in words
+    # a build without them keeps the older wording and says nothing of written sentences
+    plain = " ".join(render_e5_model_card(metrics(), training_args()).split())
+    assert (
+        "Also trained on" not in plain
+        and "Hand-written training" not in plain
+        and 'opens with "Pésimo"' in plain
+    )

@@ -781,6 +781,8 @@ def final_evaluation(
                 splits[split][name] = {"lang": first.lang, "domain": first.domain} | scored(part)
         log(f"final evaluation, {split}: {time.perf_counter() - began:.0f} s")
     heldout = [domain_eval.EvalItem(e.text, e.label, "social", "en", "heldout") for e in tweets]
+    case_flip = case_flip_changes([item for items in loaded.values() for item in items], predictors)
+    log(f"final evaluation, case flips: {time.perf_counter() - began:.0f} s")
     final = {
         "when": "after the epoch was chosen on dev and the directory written; the only read of test",
         "sets": str(directory),
@@ -790,11 +792,36 @@ def final_evaluation(
         "model": model_facts(output, onnx),
         "splits": splits,
         HELDOUT_SET: scored(heldout),
+        "case_flip": case_flip,
     }
     log(f"final evaluation, {HELDOUT_SET}: {time.perf_counter() - began:.0f} s")
     metrics[FINAL_KEY] = final
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics
+
+
+CASE_PREDICTORS = ("torch", "onnx-int8")
+
+
+def case_flip_changes(
+    items: Sequence[domain_eval.EvalItem], predictors: dict[str, Callable[[Sequence[str]], list[str]]]
+) -> dict[str, Any]:
+    """For each model backend, how many labels change when the case of each text's first letter is flipped
+    ("Pésimo ..." <-> "pésimo ..."; ``written.flip_initial_case``): per language and in all. Ideally none."""
+    by_lang: dict[str, list[str]] = {}
+    for item in items:
+        by_lang.setdefault(item.lang, []).append(item.text)
+    changes: dict[str, Any] = {}
+    for name in CASE_PREDICTORS:
+        predict = predictors[name]
+        row: dict[str, dict[str, int]] = {}
+        for lang, texts in sorted(by_lang.items()):
+            before = predict(texts)
+            after = predict([written.flip_initial_case(text) for text in texts])
+            row[lang] = {"n": len(texts), "changed": sum(a != b for a, b in zip(before, after, strict=True))}
+        row["all"] = {key: sum(r[key] for r in row.values()) for key in ("n", "changed")}
+        changes[name] = row
+    return changes
 
 
 def write_model_card(output: Path) -> Path:
