@@ -84,3 +84,25 @@ def test_the_default_as_workers_run_it_beats_the_lexicon_on_every_held_out_domai
     f1 = {(row.set_name, row.predictor): row.scores.macro_f1 for row in rows}
     margins = {name: round(f1[name, "model"] - f1[name, "vader"], 3) for name in sets}
     assert all(margin >= 0.05 for margin in margins.values()), margins
+
+
+def test_int8_keeps_the_fp32_models_mean_score_on_the_held_out_domains_within_a_point(
+    shipped_model: Path,
+) -> None:
+    """The issue's speed condition: onnx-int8 within 1 point of fp32 (mean macro-F1 over the test splits)."""
+    sets = domain_eval.load_sets(EVAL_SETS, "test")
+    models = {
+        backend: load_classifier("default", backend, batch_size=32) for backend in ("torch", "onnx-int8")
+    }
+    rows = domain_eval.evaluate(
+        sets,
+        {
+            backend: lambda texts, model=model: [p.label for p in model.predict(list(texts))]
+            for backend, model in models.items()
+        },
+    )
+    mean = {
+        backend: sum(row.scores.macro_f1 for row in rows if row.predictor == backend) / len(sets)
+        for backend in models
+    }
+    assert mean["onnx-int8"] >= mean["torch"] - 0.01, mean
