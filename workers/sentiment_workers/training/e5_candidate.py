@@ -13,8 +13,9 @@ onnx-int8 export into ``DIR/onnx/`` (as the fine-tune does); ``bench/experiment_
 4. the word table and the bottom ``12 - top_layers`` layers frozen: their token states are computed once per
    text and cached in memory, fp16 (:func:`lower_states`);
 5. trainable copies of the top layers and the ``<s>`` head (:class:`TopLayers`) trained on a class-balanced
-   sample of the project's training split of the tweets (:func:`train_epoch`: AdamW, shuffled with the
-   seed); after each epoch the DEV splits of ``data/eval`` and the held-out tweets are scored, and the epoch
+   sample of the project's training split of the tweets plus the hand-written sentences of ``data/train``
+   (``training/written.py``), a seeded 30% of all with their first letter's case flipped
+   (:func:`train_epoch`: AdamW, shuffled with the seed); after each epoch the DEV splits of ``data/eval`` and the held-out tweets are scored, and the epoch
    with the best mean dev macro-F1 (the first on a tie, :func:`best_epoch`) is the one kept: the directory
    is rewritten whenever an epoch beats the best so far (the test splits are not even read);
 6. written as a standard Hugging Face model directory: ``config.json`` (``id2label``), fp16
@@ -112,7 +113,7 @@ class MissingPackagesError(CandidateError):
 
 @dataclass(frozen=True)
 class CandidateSettings:
-    """The recipe; the defaults built the 2026-11-30 candidate (docs/model-next.md)."""
+    """The recipe; the defaults built the shipped ``models/sentiment-e5`` (docs/model-next.md)."""
 
     top_layers: int = 4
     """Layers trained, counted from the top (of 12); the rest and the word table stay frozen."""
