@@ -14,10 +14,11 @@ onnx-int8 export into ``DIR/onnx/`` (as the fine-tune does); ``bench/experiment_
    text and cached in memory, fp16 (:func:`lower_states`);
 5. trainable copies of the top layers and the ``<s>`` head (:class:`TopLayers`) trained on a class-balanced
    sample of the project's training split of the tweets plus the hand-written sentences of ``data/train``
-   (``training/written.py``), a seeded 30% of all with their first letter's case flipped
-   (:func:`train_epoch`: AdamW, shuffled with the seed); after each epoch the DEV splits of ``data/eval`` and the held-out tweets are scored, and the epoch
-   with the best mean dev macro-F1 (the first on a tie, :func:`best_epoch`) is the one kept: the directory
-   is rewritten whenever an epoch beats the best so far (the test splits are not even read);
+   (``training/written.py``), a seeded 30% of all with their first letter's case flipped (:func:`train_epoch`:
+   AdamW, shuffled with the seed); after each epoch the DEV splits of ``data/eval`` and the held-out tweets
+   are scored, and the epoch with the best mean dev macro-F1 (the first on a tie, :func:`best_epoch`) is the
+   one kept: the directory is rewritten whenever an epoch beats the best so far (the test splits are not even
+   read);
 6. written as a standard Hugging Face model directory: ``config.json`` (``id2label``), fp16
    ``model.safetensors``, ``tokenizer.json``, ``tokenizer_config.json``, ``training_args.json`` (the
    recipe, the data, the versions, the command) and ``metrics.json`` (every epoch's dev scores);
