@@ -87,7 +87,7 @@ def load_classifier(
         raise ModelLoadError(model, str(exc)) from exc
     max_length = min(max_length, usable_positions(config) or max_length)
     # onnx-int8 needs only the `tokenizers` library (no transformers, no torch) when tokenizer.json exists.
-    tokenizer = _load_tokenizer(source.path, model, standalone=backend is ModelBackend.ONNX_INT8)
+    tokenizer = load_tokenizer(source.path, model, standalone=backend is ModelBackend.ONNX_INT8)
     encoder = TextEncoder(tokenizer, max_length, pad_id=config.get("pad_token_id"))
     common: dict[str, Any] = {
         "model_id": f"{source.name}@{source.short_hash}/{backend.value}",
@@ -122,7 +122,9 @@ def _read_config(path: Path, model: str) -> dict[str, Any]:
     return config
 
 
-def _load_tokenizer(path: Path, model: str, *, standalone: bool) -> Any:
+def load_tokenizer(path: Path, model: str, *, standalone: bool) -> Any:
+    """The model folder's tokenizer: a bare ``tokenizers.Tokenizer`` from ``tokenizer.json`` when
+    ``standalone`` (no transformers needed), else ``AutoTokenizer``; :class:`ModelLoadError` if unreadable."""
     try:
         if standalone and (path / "tokenizer.json").is_file():
             from tokenizers import Tokenizer

@@ -1,5 +1,5 @@
-"""``onnx-int8``: the model exported to ONNX, its MatMuls dynamically quantized (int8, per channel) except
-each layer's feed-forward output, its word table stored in fp16, run by ONNX Runtime.
+"""``onnx-int8``: the model exported to ONNX with its feed-forward outputs smoothed (``smoothing.py``), its
+MatMuls dynamically quantized (int8, per channel) and its word table stored in fp16, run by ONNX Runtime.
 
 The export is built from the model's weights on first use (or ahead of time, e.g. in an image build, with
 ``ensure_onnx_int8``) and cached under a key derived from the weights hash, so a change of weights never
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import tempfile
 import warnings
@@ -29,11 +28,7 @@ from sentiment_workers.model.source import ModelSource
 ONNX_CACHE_ENV = "SENTIMENT_ONNX_CACHE_DIR"
 ONNX_OPSET = 17
 INT8_FILE = "model.int8.onnx"
-_FORMAT_VERSION = 3  # bump when export or quantization settings change
-FEED_FORWARD_OUTPUT = re.compile(r"/layer\.\d+/output/dense/MatMul$|/ffn/lin2/MatMul$")
-"""Node names of the MatMul after each layer's GELU, as ``torch.onnx`` names Hugging Face's BERT, RoBERTa
-and XLM-R (``layer.N.output.dense``; the attention's is ``attention/output/dense``) and DistilBERT
-(``ffn.lin2``)."""
+_FORMAT_VERSION = 4  # bump when export or quantization settings change
 
 
 def onnx_cache_root() -> Path:
@@ -109,9 +104,11 @@ def export_onnx(model_dir: Path, output: Path, *, model_name: str) -> None:
     """Export the fp32 model to ONNX with dynamic batch and sequence axes; outputs ``logits``."""
     import torch
 
+    from sentiment_workers.model.smoothing import smooth_feed_forward_outputs
     from sentiment_workers.model.torch_backend import load_torch_model
 
     model = load_torch_model(str(model_dir), model_name=model_name)
+    smooth_feed_forward_outputs(model, calibration_batches(model_dir, model_name, model.config.pad_token_id))
 
     class LogitsOnly(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -145,36 +142,42 @@ def export_onnx(model_dir: Path, output: Path, *, model_name: str) -> None:
         )
 
 
+def calibration_batches(model_dir: Path, model_name: str, pad_id: int | None, size: int = 16) -> list[Any]:
+    """:data:`calibration.CALIBRATION_TEXTS` tokenized as the runtime does (``tokenizer.json`` when the folder
+    has one), in padded torch batches for :func:`smoothing.smooth_feed_forward_outputs`."""
+    import torch
+
+    from sentiment_workers.model.calibration import CALIBRATION_TEXTS
+    from sentiment_workers.model.loading import load_tokenizer
+
+    encoder = TextEncoder(load_tokenizer(model_dir, model_name, standalone=True), 128, pad_id=pad_id)
+    batches = []
+    for start in range(0, len(CALIBRATION_TEXTS), size):
+        batch = encoder.pad(encoder.token_ids(list(CALIBRATION_TEXTS[start : start + size])))
+        batches.append(
+            {
+                "input_ids": torch.from_numpy(batch.input_ids),
+                "attention_mask": torch.from_numpy(batch.attention_mask),
+            }
+        )
+    return batches
+
+
 def quantize_int8(fp32: Path, output: Path) -> None:
-    """Dynamic quantization of the MatMuls (int8 per-channel weights, activations quantized at run time)
-    except the feed-forward outputs (:func:`feed_forward_outputs`, kept fp32); the word table is stored in
-    fp16 rather than int8.
+    """Dynamic quantization of the MatMuls (int8 per-channel weights, activations quantized at run time); the
+    word table is stored in fp16 rather than int8.
 
     An int8 word table cost the multilingual default 0.7 points of mean dev macro-F1 (and 3.6 on Portuguese);
-    fp16 gives the same labels as fp32 on every dev text at a third of the fp32 table's bytes. The MatMul
-    after the GELU sees the widest activations: quantizing them per tensor at run time moved 4.8% of the
-    default's evaluation labels; with it in fp32, 1.6% move (docs/model-next.md, "Export format 3").
+    fp16 gives the same labels as fp32 on every dev text at a third of the fp32 table's bytes. The
+    feed-forward outputs were smoothed before the export (:func:`export_onnx`): unsmoothed, their int8
+    MatMuls moved 4.8% of the default's evaluation labels (docs/model-next.md, "Export formats 3 and 4").
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
-        str(fp32),
-        str(output),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=feed_forward_outputs(fp32),
+        str(fp32), str(output), per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
     )
     store_word_table_fp16(output, output)
-
-
-def feed_forward_outputs(graph: Path) -> list[str]:
-    """The names of ``graph``'s feed-forward output MatMuls (:data:`FEED_FORWARD_OUTPUT`); none for an
-    architecture named otherwise, whose MatMuls are then all quantized."""
-    import onnx
-
-    model = onnx.load(str(graph), load_external_data=False)
-    return [n.name for n in model.graph.node if n.op_type == "MatMul" and FEED_FORWARD_OUTPUT.search(n.name)]
 
 
 def store_word_table_fp16(source: Path, target: Path) -> None:
