@@ -25,7 +25,7 @@ from sentiment_workers.model.torch_backend import load_torch_model
 
 def loaded(path: Path) -> tuple[Any, list[dict[str, torch.Tensor]]]:
     model = load_torch_model(str(path), model_name="tiny")
-    return model, calibration_batches(path, "tiny", model.config.pad_token_id)
+    return model, calibration_batches(path, "tiny", model.config.to_dict())
 
 
 @pytest.mark.parametrize("architecture", ["bert", "xlm-roberta"])
@@ -65,6 +65,14 @@ def test_with_alpha_one_half_activation_and_weight_ranges_come_out_equal(tiny_mo
     for name, linear in inner.items():
         weights = linear.weight.detach().abs().amax(dim=0)
         torch.testing.assert_close(activations[name], weights, rtol=1e-4, atol=1e-6)
+
+
+def test_calibration_stops_at_the_positions_a_small_model_has(tmp_path: Path) -> None:
+    """A model with 18 position rows (XLM-R: 16 usable) gets calibration batches of at most 16 tokens."""
+    path = build_tiny_model(tmp_path / "short", architecture="xlm-roberta", max_position_embeddings=18)
+    model, batches = loaded(path)
+    assert max(batch["input_ids"].shape[1] for batch in batches) == 16
+    assert len(smooth_feed_forward_outputs(model, batches)) == model.config.num_hidden_layers
 
 
 def test_a_model_without_feed_forward_layers_of_known_names_is_left_alone() -> None:

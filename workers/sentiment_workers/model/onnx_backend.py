@@ -108,7 +108,7 @@ def export_onnx(model_dir: Path, output: Path, *, model_name: str) -> None:
     from sentiment_workers.model.torch_backend import load_torch_model
 
     model = load_torch_model(str(model_dir), model_name=model_name)
-    smooth_feed_forward_outputs(model, calibration_batches(model_dir, model_name, model.config.pad_token_id))
+    smooth_feed_forward_outputs(model, calibration_batches(model_dir, model_name, model.config.to_dict()))
 
     class LogitsOnly(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -142,15 +142,20 @@ def export_onnx(model_dir: Path, output: Path, *, model_name: str) -> None:
         )
 
 
-def calibration_batches(model_dir: Path, model_name: str, pad_id: int | None, size: int = 16) -> list[Any]:
+def calibration_batches(
+    model_dir: Path, model_name: str, config: dict[str, Any], size: int = 16, max_length: int = 128
+) -> list[Any]:
     """:data:`calibration.CALIBRATION_TEXTS` tokenized as the runtime does (``tokenizer.json`` when the folder
-    has one), in padded torch batches for :func:`smoothing.smooth_feed_forward_outputs`."""
+    has one; truncated to ``max_length`` and to the positions the model has), in padded torch batches for
+    :func:`smoothing.smooth_feed_forward_outputs`."""
     import torch
 
     from sentiment_workers.model.calibration import CALIBRATION_TEXTS
-    from sentiment_workers.model.loading import load_tokenizer
+    from sentiment_workers.model.loading import load_tokenizer, usable_positions
 
-    encoder = TextEncoder(load_tokenizer(model_dir, model_name, standalone=True), 128, pad_id=pad_id)
+    length = min(max_length, usable_positions(config) or max_length)
+    tokenizer = load_tokenizer(model_dir, model_name, standalone=True)
+    encoder = TextEncoder(tokenizer, length, pad_id=config.get("pad_token_id"))
     batches = []
     for start in range(0, len(CALIBRATION_TEXTS), size):
         batch = encoder.pad(encoder.token_ids(list(CALIBRATION_TEXTS[start : start + size])))
